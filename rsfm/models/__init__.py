@@ -1,0 +1,8 @@
+"""Models: the ViTAEv2 backbone family (registered in timm), heads and checkpoint loading."""
+
+from rsfm import _compat  # noqa: F401  (must run before timm imports torchvision)
+from rsfm.models.checkpoint import load_checkpoint_file
+from rsfm.models.factory import create_model
+from rsfm.models.vitaev2 import ViTAEv2, checkpoint_filter_fn
+
+__all__ = ["ViTAEv2", "checkpoint_filter_fn", "create_model", "load_checkpoint_file"]

@@ -1,0 +1,729 @@
+"""ViTAEv2: a hierarchical vision transformer with convolutional inductive bias.
+
+Each of the four stages starts with a :class:`ReductionCell` (multi-dilation convolutions
+that shrink the map, attention, and a parallel convolution branch) followed by
+:class:`NormalCell` blocks (attention beside a parallel convolution branch). Stages 0-1 use
+non-shifted window attention, stages 2-3 global attention. Output strides are 4/8/16/32.
+
+This implementation follows the remote-sensing pretrained (RSP) ViTAEv2 of Wang et al.,
+"An Empirical Study of Remote Sensing Pretraining" (IEEE TGRS 2022), and loads its published
+checkpoints through :func:`checkpoint_filter_fn`. Unlike the reference code it accepts any
+input size and band count: stage inputs are zero-padded to a multiple of the stage stride and
+window-attention maps to a multiple of the window (bottom/right, after the first LayerNorm,
+without an attention mask, as the official dense-prediction code does), then cropped back.
+
+Internally token maps are kept as ``(B, H, W, C)`` tensors so that LayerNorm and Linear act on
+the last dimension and the convolution branches see the same memory as a channels-last
+``(B, C, H, W)`` view, with no copies between the two.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.models import build_model_with_cfg, register_model
+from timm.models._builder import resolve_pretrained_cfg
+from timm.models._manipulate import adapt_input_conv
+from timm.models._registry import generate_default_cfgs
+
+__all__ = ["ViTAEv2", "ReductionCell", "NormalCell", "checkpoint_filter_fn", "weights_dir"]
+
+_NORMAL_CELL_LN_EPS = 1e-6
+_REDUCTION_CELL_LN_EPS = 1e-5
+
+
+def _pad_bottom_right(x: torch.Tensor, multiple: int, channels_last: bool) -> torch.Tensor:
+    """Zero-pad the spatial dims of ``x`` at the bottom/right up to a multiple of ``multiple``."""
+    height, width = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    if channels_last:
+        return F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    return F.pad(x, (0, pad_w, 0, pad_h))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention that may change the token width (``in_dim`` -> ``out_dim``).
+
+    With ``value_residual`` the value tokens are added to the projected output, which lets a
+    width-changing attention be used without an outer residual (global reduction cells).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        value_residual: bool = False,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if out_dim % num_heads:
+            raise ValueError(f"out_dim={out_dim} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = out_dim // num_heads
+        self.out_dim = out_dim
+        self.value_residual = value_residual
+        self.attn_drop = attn_drop
+        self.qkv = nn.Linear(in_dim, out_dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(out_dim, out_dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (B, N, in_dim) tokens -> (B, N, out_dim)."""
+        batch, tokens, _ = x.shape
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.0
+        )
+        out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(batch, tokens, self.out_dim)))
+        if self.value_residual:
+            out = out + v.transpose(1, 2).reshape(batch, tokens, self.out_dim)
+        return out
+
+
+def _attend(attn: Attention, x: torch.Tensor, window_size: Optional[int]) -> torch.Tensor:
+    """Self-attention over a ``(B, H, W, C)`` map, globally or in non-overlapping windows.
+
+    Window maps are zero-padded to a multiple of the window at the bottom/right and cropped
+    back; padded tokens take part in attention unmasked, as in the official dense code.
+    """
+    batch, height, width, channels = x.shape
+    if window_size is None:
+        return attn(x.reshape(batch, height * width, channels)).reshape(batch, height, width, -1)
+    x = _pad_bottom_right(x, window_size, channels_last=True)
+    padded_h, padded_w = x.shape[1], x.shape[2]
+    rows, cols = padded_h // window_size, padded_w // window_size
+    windows = (
+        x.reshape(batch, rows, window_size, cols, window_size, channels)
+        .transpose(2, 3)
+        .reshape(batch * rows * cols, window_size * window_size, channels)
+    )
+    out = attn(windows)
+    out = (
+        out.reshape(batch, rows, cols, window_size, window_size, -1)
+        .transpose(2, 3)
+        .reshape(batch, padded_h, padded_w, -1)
+    )
+    if padded_h != height or padded_w != width:
+        out = out[:, :height, :width].contiguous()
+    return out
+
+
+class ParallelConvModule(nn.Module):
+    """The convolution branch beside attention: conv-BN-SiLU-conv-BN-SiLU-conv, 3x3, grouped.
+
+    ``chans`` are the widths (input, after conv1, after conv2, output).
+    """
+
+    def __init__(
+        self, chans: Sequence[int], groups: int, strides: Sequence[int] = (1, 1, 1)
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(chans[0], chans[1], 3, strides[0], 1, groups=groups)
+        self.bn1 = nn.BatchNorm2d(chans[1])
+        self.conv2 = nn.Conv2d(chans[1], chans[2], 3, strides[1], 1, groups=groups)
+        self.bn2 = nn.BatchNorm2d(chans[2])
+        self.conv3 = nn.Conv2d(chans[2], chans[3], 3, strides[2], 1, groups=groups)
+        self.act = nn.SiLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.bn1(self.conv1(x)))
+        x = self.act(self.bn2(self.conv2(x)))
+        return self.conv3(x)
+
+
+class PyramidReduction(nn.Module):
+    """Strided convolutions with several dilations, each followed by GELU, concatenated.
+
+    Output channel ``branch * branch_chans + c`` is channel ``c`` of dilation branch ``branch``.
+    """
+
+    def __init__(
+        self,
+        in_chans: int,
+        branch_chans: int,
+        kernel_size: int,
+        stride: int,
+        dilations: Sequence[int],
+    ) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Conv2d(
+                in_chans,
+                branch_chans,
+                kernel_size,
+                stride,
+                # centres the dilated kernel on the strided grid
+                padding=math.ceil(((kernel_size - 1) * dilation + 1 - stride) / 2),
+                dilation=dilation,
+            )
+            for dilation in dilations
+        )
+        self.out_chans = branch_chans * len(dilations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.gelu(conv(x)) for conv in self.convs], dim=1)
+
+
+class ReductionCell(nn.Module):
+    """Downsamples a map by ``stride`` and widens it to ``out_dim``.
+
+    ``y = Attn(LN(PRM(x))) + PCM(x)`` then ``y = y + MLP(LN(y))``. The window variant has a
+    biased qkv; the global variant an unbiased qkv with the value tokens as residual.
+    """
+
+    def __init__(
+        self,
+        in_chans: int,
+        out_dim: int,
+        branch_chans: int,
+        num_heads: int,
+        stride: int,
+        kernel_size: int,
+        dilations: Sequence[int],
+        conv_strides: Sequence[int],
+        conv_groups: int,
+        window_size: Optional[int],
+        mlp_ratio: float = 1.0,
+        drop_path: float = 0.0,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if math.prod(conv_strides) != stride:
+            raise ValueError(f"conv_strides {tuple(conv_strides)} must multiply to stride {stride}")
+        self.stride = stride
+        self.window_size = window_size
+        self.pyramid = PyramidReduction(in_chans, branch_chans, kernel_size, stride, dilations)
+        windowed = window_size is not None
+        self.norm1 = nn.LayerNorm(self.pyramid.out_chans, eps=_REDUCTION_CELL_LN_EPS)
+        self.attn = Attention(
+            self.pyramid.out_chans,
+            out_dim,
+            num_heads,
+            qkv_bias=windowed,
+            value_residual=not windowed,
+            attn_drop=attn_drop,
+            proj_drop=proj_drop,
+        )
+        self.conv_branch = ParallelConvModule(
+            (in_chans, branch_chans, branch_chans, out_dim), conv_groups, conv_strides
+        )
+        self.norm2 = nn.LayerNorm(out_dim, eps=_REDUCTION_CELL_LN_EPS)
+        self.mlp = Mlp(out_dim, int(out_dim * mlp_ratio), drop=proj_drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (B, C, H, W) map -> (B, ceil(H/stride), ceil(W/stride), out_dim) tokens."""
+        # Without this the pyramid and conv branch round odd sizes differently.
+        x = _pad_bottom_right(x, self.stride, channels_last=False)
+        tokens = self.norm1(self.pyramid(x).permute(0, 2, 3, 1))
+        y = _attend(self.attn, tokens, self.window_size)
+        y = y + self.drop_path(self.conv_branch(x).permute(0, 2, 3, 1))
+        return y + self.drop_path(self.mlp(self.norm2(y)))
+
+
+class NormalCell(nn.Module):
+    """``z = x + Attn(LN(x)) + PCM(x)``, then ``z + MLP(LN(z))``, on a (B, H, W, C) map."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        conv_groups: int,
+        window_size: Optional[int],
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path: float = 0.0,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.norm1 = nn.LayerNorm(dim, eps=_NORMAL_CELL_LN_EPS)
+        self.attn = Attention(dim, dim, num_heads, qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)
+        hidden = int(dim * mlp_ratio)
+        self.conv_branch = ParallelConvModule((dim, hidden, dim, dim), conv_groups)
+        self.norm2 = nn.LayerNorm(dim, eps=_NORMAL_CELL_LN_EPS)
+        self.mlp = Mlp(dim, hidden, drop=proj_drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        attended = _attend(self.attn, self.norm1(x), self.window_size)
+        convolved = self.conv_branch(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        x = x + self.drop_path(attended) + self.drop_path(convolved)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class ViTAEv2Stage(nn.Module):
+    """One reduction cell then ``depth`` normal cells; (B, C, H, W) in and out."""
+
+    def __init__(self, reduction: ReductionCell, blocks: List[NormalCell]) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.blocks = nn.Sequential(*blocks)
+        self.grad_checkpointing = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cells = [self.reduction, *self.blocks]
+        for cell in cells:
+            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+                x = checkpoint(cell, x, use_reentrant=False)
+            else:
+                x = cell(x)
+        # A permuted view: the result is a channels-last (B, C, H, W) tensor.
+        return x.permute(0, 3, 1, 2)
+
+
+def _per_stage(value: Any, num_stages: int, name: str) -> List[Any]:
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * num_stages
+    if len(values) != num_stages:
+        raise ValueError(f"{name} has {len(values)} entries, expected one per stage ({num_stages})")
+    return values
+
+
+class ViTAEv2(nn.Module):
+    """ViTAEv2 backbone with an optional average-pool + linear classifier.
+
+    Args:
+        in_chans: number of input bands (any; pretrained RGB stems are adapted on load).
+        num_classes: classifier outputs; 0 removes the classifier.
+        global_pool: ``'avg'`` (token mean) or ``''`` (no pooling in ``forward_head``).
+        embed_dims: output width of each stage (official name: ``token_dims``).
+        rc_embed_dims: width of each dilation branch of the reduction cell and hidden width of
+            its convolution branch (official name: ``embed_dims``).
+        depths: normal cells per stage.
+        num_heads / rc_num_heads: attention heads of normal / reduction cells.
+        window_sizes: window per stage, ``None`` for global attention. Any map size works.
+        downsample_ratios, rc_kernel_sizes, rc_dilations, rc_conv_strides: reduction geometry.
+        rc_conv_groups / conv_groups: groups of the reduction / normal cells' conv branches.
+        drop_path_rate: stochastic depth, linearly increasing over all cells (reduction cells
+            included), from 0 for the first cell to ``drop_path_rate`` for the last.
+    """
+
+    def __init__(
+        self,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = "avg",
+        embed_dims: Sequence[int] = (64, 128, 256, 512),
+        rc_embed_dims: Sequence[int] = (64, 64, 128, 256),
+        depths: Sequence[int] = (2, 2, 8, 2),
+        num_heads: Sequence[int] = (1, 2, 4, 8),
+        rc_num_heads: Sequence[int] = (1, 1, 2, 4),
+        window_sizes: Sequence[Optional[int]] = (7, 7, None, None),
+        downsample_ratios: Sequence[int] = (4, 2, 2, 2),
+        rc_kernel_sizes: Sequence[int] = (7, 3, 3, 3),
+        rc_dilations: Sequence[Sequence[int]] = ((1, 2, 3, 4), (1, 2, 3), (1, 2), (1, 2)),
+        rc_conv_strides: Sequence[Sequence[int]] = ((2, 2, 1), (2, 1, 1), (2, 1, 1), (2, 1, 1)),
+        rc_conv_groups: Sequence[int] = (1, 16, 32, 64),
+        conv_groups: Sequence[int] = (1, 32, 64, 128),
+        mlp_ratio: float = 4.0,
+        rc_mlp_ratio: float = 1.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if global_pool not in ("avg", ""):
+            raise ValueError(f"global_pool={global_pool!r}: only 'avg' or '' are supported")
+        num_stages = len(embed_dims)
+        per_stage = {
+            name: _per_stage(value, num_stages, name)
+            for name, value in dict(
+                rc_embed_dims=rc_embed_dims,
+                depths=depths,
+                num_heads=num_heads,
+                rc_num_heads=rc_num_heads,
+                window_sizes=window_sizes,
+                downsample_ratios=downsample_ratios,
+                rc_kernel_sizes=rc_kernel_sizes,
+                rc_dilations=rc_dilations,
+                rc_conv_strides=rc_conv_strides,
+                rc_conv_groups=rc_conv_groups,
+                conv_groups=conv_groups,
+            ).items()
+        }
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.embed_dims = list(embed_dims)
+        self.num_features = self.head_hidden_size = self.embed_dims[-1]
+        self.drop_rate = drop_rate
+
+        total_cells = sum(per_stage["depths"]) + num_stages
+        cell_drop_path = torch.linspace(0, drop_path_rate, total_cells).tolist()
+        stages, self.feature_info = [], []
+        stage_in, reduction = in_chans, 1
+        for i in range(num_stages):
+            rates = cell_drop_path[: per_stage["depths"][i] + 1]
+            cell_drop_path = cell_drop_path[per_stage["depths"][i] + 1 :]
+            window = per_stage["window_sizes"][i]
+            cell = ReductionCell(
+                stage_in,
+                embed_dims[i],
+                per_stage["rc_embed_dims"][i],
+                per_stage["rc_num_heads"][i],
+                per_stage["downsample_ratios"][i],
+                per_stage["rc_kernel_sizes"][i],
+                per_stage["rc_dilations"][i],
+                per_stage["rc_conv_strides"][i],
+                per_stage["rc_conv_groups"][i],
+                window,
+                mlp_ratio=rc_mlp_ratio,
+                drop_path=rates[0],
+                attn_drop=attn_drop_rate,
+                proj_drop=proj_drop_rate,
+            )
+            blocks = [
+                NormalCell(
+                    embed_dims[i],
+                    per_stage["num_heads"][i],
+                    per_stage["conv_groups"][i],
+                    window,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    drop_path=rate,
+                    attn_drop=attn_drop_rate,
+                    proj_drop=proj_drop_rate,
+                )
+                for rate in rates[1:]
+            ]
+            stages.append(ViTAEv2Stage(cell, blocks))
+            reduction *= per_stage["downsample_ratios"][i]
+            self.feature_info.append(
+                dict(num_chs=embed_dims[i], reduction=reduction, module=f"stages.{i}")
+            )
+            stage_in = embed_dims[i]
+        self.stages = nn.Sequential(*stages)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv2d):
+            fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
+            nn.init.normal_(module.weight, 0, math.sqrt(2.0 / (fan_out // module.groups)))
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    # timm model interface -------------------------------------------------------------
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        """Parameter groups for layer-wise learning-rate decay (timm convention)."""
+        if coarse:
+            return dict(stem=r"^stages\.0\.reduction", blocks=r"^stages\.(\d+)")
+        return dict(
+            stem=r"^stages\.0\.reduction",
+            blocks=[
+                (r"^stages\.(\d+)\.blocks\.(\d+)", None),
+                (r"^stages\.(\d+)\.reduction", (0,)),
+            ],
+        )
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set:
+        return set()
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        for stage in self.stages:
+            stage.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """Replace the classifier with a fresh one for ``num_classes`` (0 removes it)."""
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"global_pool={global_pool!r}: only 'avg' or '' are supported")
+            self.global_pool = global_pool
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        if num_classes > 0:
+            self._init_weights(self.head)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_chans, H, W) image -> (B, C, ceil(H/32), ceil(W/32)) last-stage map."""
+        if x.ndim != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"expected a (B, {self.in_chans}, H, W) tensor, got shape {tuple(x.shape)}; "
+                f"build the model with in_chans={x.shape[1] if x.ndim == 4 else '?'} "
+                "or select bands to match"
+            )
+        return self.stages(x.contiguous(memory_format=torch.channels_last))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.global_pool == "avg":
+            x = x.mean(dim=(2, 3))
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    # checkpoint loading --------------------------------------------------------------
+
+    def load_pretrained(self, path: Union[str, os.PathLike], strict: bool = True) -> None:
+        """Load an rsfm or official (RSP) ViTAEv2 checkpoint file into this model.
+
+        Used by timm for ``pretrained=True`` (``custom_load``). The classifier is kept when its
+        shape matches ``num_classes`` and dropped otherwise; RGB stems are adapted to
+        ``in_chans``. Raises ``RuntimeError`` naming the file when keys do not match.
+        """
+        from rsfm.models.checkpoint import load_checkpoint_file
+
+        state_dict = checkpoint_filter_fn(load_checkpoint_file(path), self)
+        head_missing = [k for k in self.state_dict() if k.startswith("head.") and k not in state_dict]
+        result = self.load_state_dict(state_dict, strict=False)
+        missing = [k for k in result.missing_keys if k not in head_missing]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(
+                f"{path}: checkpoint does not fit {type(self).__name__} "
+                f"(missing {len(missing)} keys, e.g. {missing[:3]}; "
+                f"unexpected {len(result.unexpected_keys)}, e.g. {result.unexpected_keys[:3]}). "
+                "Check that the model variant matches the checkpoint (vitaev2_s for RSP ViTAEv2-S)."
+            )
+
+
+# checkpoint conversion --------------------------------------------------------------
+
+_OFFICIAL_KEY_RULES: List[Tuple[re.Pattern, str]] = [
+    (re.compile(p), r)
+    for p, r in [
+        (r"^layers\.(\d+)\.RC\.PRM\.convs\.(\d+)\.0\.", r"stages.\1.reduction.pyramid.convs.\2."),
+        (r"^layers\.(\d+)\.RC\.attn\.attn\.", r"stages.\1.reduction.attn."),
+        (r"^layers\.(\d+)\.RC\.attn\.", r"stages.\1.reduction."),
+        (r"^layers\.(\d+)\.RC\.PCM\.", r"stages.\1.reduction.conv_branch."),
+        (r"^layers\.(\d+)\.NC\.(\d+)\.PCM\.", r"stages.\1.blocks.\2.conv_branch."),
+        (r"^layers\.(\d+)\.NC\.(\d+)\.", r"stages.\1.blocks.\2."),
+        # official PCMs are nn.Sequential(conv, BN, SiLU, conv, BN, SiLU, conv)
+        (r"\.conv_branch\.0\.", ".conv_branch.conv1."),
+        (r"\.conv_branch\.1\.", ".conv_branch.bn1."),
+        (r"\.conv_branch\.3\.", ".conv_branch.conv2."),
+        (r"\.conv_branch\.4\.", ".conv_branch.bn2."),
+        (r"\.conv_branch\.6\.", ".conv_branch.conv3."),
+    ]
+]
+# Entries the official forward never reads: relative-position tables (relative_pos=False),
+# the mmseg copy's norm0..3, and attention masks of other window sizes.
+_UNUSED_OFFICIAL_KEY = re.compile(r"relative_position|relative_coords_table|attn_mask|^norm\d\.")
+# Wrappers around backbone keys: DDP, mmseg/mmdet, Lightning tasks, torch.compile.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "backbone.", "encoder.", "model.", "net.")
+_BACKBONE_ROOTS = ("stages.", "layers.", "head.", "norm")
+STEM_CONVS = (
+    "stages.0.reduction.pyramid.convs.0",
+    "stages.0.reduction.pyramid.convs.1",
+    "stages.0.reduction.pyramid.convs.2",
+    "stages.0.reduction.pyramid.convs.3",
+    "stages.0.reduction.conv_branch.conv1",
+)
+
+
+def _strip_wrappers(key: str) -> str:
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, stripped = key[len(prefix) :], True
+    return key
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, Any], model: ViTAEv2) -> Dict[str, torch.Tensor]:
+    """Convert an official RSP or rsfm ViTAEv2 state dict to ``model``'s keys and shapes.
+
+    Accepts the tensors at the top level or under ``model`` / ``state_dict`` /
+    ``state_dict_ema`` / ``model_ema``; strips ``module.``, ``backbone.`` and similar prefixes
+    and drops keys of other heads (decoders); renames official keys; drops the unused
+    relative-position entries; adapts the stem to ``model.in_chans`` bands (timm's
+    ``adapt_input_conv``); drops the classifier when its shape differs from the model's.
+    """
+    for container in ("model", "state_dict", "state_dict_ema", "model_ema"):
+        if isinstance(state_dict.get(container), dict):
+            state_dict = state_dict[container]
+            break
+    target = model.state_dict()
+    converted: Dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        key = _strip_wrappers(key)
+        if not key.startswith(_BACKBONE_ROOTS) or _UNUSED_OFFICIAL_KEY.search(key):
+            continue
+        for pattern, replacement in _OFFICIAL_KEY_RULES:
+            key = pattern.sub(replacement, key)
+        converted[key] = value
+
+    for conv in STEM_CONVS:
+        key = conv + ".weight"
+        if key in converted and key in target and converted[key].shape[1] != target[key].shape[1]:
+            converted[key] = adapt_input_conv(target[key].shape[1], converted[key])
+
+    for key in ("head.weight", "head.bias"):
+        if key in converted and (key not in target or converted[key].shape != target[key].shape):
+            del converted[key]
+    return converted
+
+
+# factories ---------------------------------------------------------------------------
+
+
+def weights_dir() -> Path:
+    """Folder searched for pretrained files: ``$RSFM_HOME/weights`` (default ``~/.cache/rsfm``)."""
+    return Path(os.environ.get("RSFM_HOME", Path.home() / ".cache" / "rsfm")) / "weights"
+
+
+_RSP_HOWTO = (
+    "Download the RSP checkpoint (e.g. 'rsp-vitaev2-s-ckpt.pth', MillionAID, 100 epochs) from the "
+    "links in the README of the ViTAE-Transformer/RSP repository on GitHub"
+)
+
+
+def _cfg(**kwargs: Any) -> Dict[str, Any]:
+    return {
+        "url": "",
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": (7, 7),
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+        "first_conv": list(STEM_CONVS),
+        "classifier": "head",
+        # weights come from local files only; ViTAEv2.load_pretrained reads them
+        "custom_load": True,
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs(
+    {
+        "vitaev2_s.rsp_millionaid": _cfg(
+            num_classes=51,
+            license="mit",
+            paper_ids="arXiv:2204.02825",
+            origin_url="https://github.com/ViTAE-Transformer/RSP",
+        ),
+        "vitaev2_48m.untrained": _cfg(),
+        "vitaev2_b.untrained": _cfg(),
+        "vitaev2_tiny_test.untrained": _cfg(input_size=(3, 64, 64), pool_size=(2, 2)),
+    }
+)
+
+
+def _create_vitaev2(variant: str, pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
+    if pretrained:
+        cfg = resolve_pretrained_cfg(
+            variant,
+            pretrained_cfg=kwargs.get("pretrained_cfg"),
+            pretrained_cfg_overlay=kwargs.get("pretrained_cfg_overlay"),
+        ).to_dict()
+        path = cfg.get("file")
+        default_path = weights_dir() / f"{cfg['architecture']}.{cfg['tag']}.pth"
+        if not path and default_path.is_file():
+            path = str(default_path)
+        if not path or not Path(path).is_file():
+            where = f"{path} does not exist. " if path else ""
+            raise FileNotFoundError(
+                f"{where}No local weights for '{variant}' (rsfm never downloads). "
+                f"{_RSP_HOWTO}, then either save it as {default_path} (set RSFM_HOME to move the "
+                "folder) or pass it explicitly: timm.create_model(..., pretrained=True, "
+                "pretrained_cfg_overlay=dict(file=PATH)) or rsfm.create_model(..., checkpoint=PATH)."
+            )
+        # timm resets custom_load when a file is given; our loader must read every file
+        overlay = dict(kwargs.get("pretrained_cfg_overlay") or {}, file=path, custom_load=True)
+        kwargs["pretrained_cfg_overlay"] = overlay
+    out_indices = kwargs.pop("out_indices", (0, 1, 2, 3))
+    return build_model_with_cfg(
+        ViTAEv2,
+        variant,
+        pretrained,
+        feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
+        **kwargs,
+    )
+
+
+_VITAEV2_S = dict(
+    embed_dims=(64, 128, 256, 512),
+    rc_embed_dims=(64, 64, 128, 256),
+    depths=(2, 2, 8, 2),
+    num_heads=(1, 2, 4, 8),
+    rc_num_heads=(1, 1, 2, 4),
+    rc_conv_groups=(1, 16, 32, 64),
+    conv_groups=(1, 32, 64, 128),
+)
+
+
+@register_model
+def vitaev2_s(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
+    """ViTAEv2-S (19M parameters), the RSP configuration (window 7 in stages 0-1)."""
+    return _create_vitaev2("vitaev2_s", pretrained, **dict(_VITAEV2_S, **kwargs))
+
+
+@register_model
+def vitaev2_48m(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
+    """ViTAEv2-48M."""
+    args = dict(
+        _VITAEV2_S,
+        embed_dims=(96, 192, 384, 768),
+        rc_embed_dims=(64, 64, 192, 384),
+        depths=(2, 2, 11, 2),
+    )
+    return _create_vitaev2("vitaev2_48m", pretrained, **dict(args, **kwargs))
+
+
+@register_model
+def vitaev2_b(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
+    """ViTAEv2-B."""
+    args = dict(
+        _VITAEV2_S,
+        embed_dims=(128, 256, 512, 1024),
+        rc_embed_dims=(96, 96, 256, 512),
+        depths=(2, 2, 12, 2),
+        num_heads=(1, 4, 8, 16),
+        rc_num_heads=(1, 1, 4, 8),
+    )
+    return _create_vitaev2("vitaev2_b", pretrained, **dict(args, **kwargs))
+
+
+@register_model
+def vitaev2_tiny_test(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
+    """A tiny ViTAEv2 (0.2M parameters) for tests; same layout as the official reference model."""
+    args = dict(
+        embed_dims=(8, 16, 32, 64),
+        rc_embed_dims=(8, 8, 16, 32),
+        depths=(1, 1, 2, 1),
+        num_heads=(1, 2, 4, 8),
+        rc_num_heads=(1, 1, 2, 4),
+        window_sizes=(4, 4, None, None),
+        rc_conv_groups=(1, 2, 4, 8),
+        conv_groups=(1, 4, 8, 16),
+    )
+    return _create_vitaev2("vitaev2_tiny_test", pretrained, **dict(args, **kwargs))
