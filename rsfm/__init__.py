@@ -1,0 +1,34 @@
+"""rsfm: remote-sensing foundation models.
+
+The public API is imported lazily: ``import rsfm`` is cheap, and the first use of e.g.
+``rsfm.create_model`` imports torch and timm.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "create_model": "rsfm.models",
+    "load_checkpoint_file": "rsfm.models",
+    "ViTAEv2": "rsfm.models",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rsfm' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(__all__)

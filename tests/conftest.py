@@ -1,0 +1,34 @@
+"""Shared fixtures. The torchvision shim must be applied before anything imports timm."""
+
+from pathlib import Path
+
+import pytest
+
+from rsfm import _compat  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` next to the clone (present in CI and dev machines, absent for users)."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} not found: these tests need the project's shared data folder")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def reference_dir(shared_dir: Path) -> Path:
+    path = shared_dir / "reference"
+    if not (path / "vitaev2_tiny_official.pt").is_file():
+        pytest.skip(f"{path}: official ViTAEv2 reference files not found")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared_dir: Path) -> Path:
+    path = shared_dir / "data"
+    if not path.is_dir():
+        pytest.skip(f"{path}: shared test data not found")
+    return path
