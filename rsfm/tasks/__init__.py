@@ -1,0 +1,6 @@
+"""Lightning tasks: scene classification and building segmentation."""
+
+from rsfm import _compat  # noqa: F401  (must run before lightning/timm import torchvision)
+from rsfm.tasks.base import BaseTask, load_task
+
+__all__ = ["BaseTask", "load_task"]
