@@ -122,7 +122,7 @@ def load_checkpoint_file(path: Union[str, os.PathLike], map_location: Any = "cpu
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         pass  # foreign classes inside (yacs config, argparse Namespace, ...)
-    except (RuntimeError, EOFError) as error:
+    except Exception as error:  # truncated, corrupt or not a torch file at all
         raise ValueError(f"{path}: not a readable torch checkpoint ({error})") from error
     try:
         return torch.load(

@@ -499,16 +499,24 @@ class ViTAEv2(nn.Module):
         from rsfm.models.checkpoint import load_checkpoint_file
 
         state_dict = checkpoint_filter_fn(load_checkpoint_file(path), self)
-        head_missing = [k for k in self.state_dict() if k.startswith("head.") and k not in state_dict]
-        result = self.load_state_dict(state_dict, strict=False)
-        missing = [k for k in result.missing_keys if k not in head_missing]
-        if strict and (missing or result.unexpected_keys):
+        target = self.state_dict()
+        # a dropped classifier is expected; everything else must match
+        missing = [k for k in target if k not in state_dict and not k.startswith("head.")]
+        unexpected = [k for k in state_dict if k not in target]
+        mismatched = [
+            f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}"
+            for k, v in state_dict.items()
+            if k in target and v.shape != target[k].shape
+        ]
+        if strict and (missing or unexpected or mismatched):
             raise RuntimeError(
-                f"{path}: checkpoint does not fit {type(self).__name__} "
-                f"(missing {len(missing)} keys, e.g. {missing[:3]}; "
-                f"unexpected {len(result.unexpected_keys)}, e.g. {result.unexpected_keys[:3]}). "
+                f"{path}: checkpoint does not fit this {type(self).__name__} "
+                f"({len(mismatched)} shape mismatches, e.g. {mismatched[:2]}; "
+                f"{len(missing)} missing keys, e.g. {missing[:2]}; "
+                f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}). "
                 "Check that the model variant matches the checkpoint (vitaev2_s for RSP ViTAEv2-S)."
             )
+        self.load_state_dict(state_dict, strict=False)
 
 
 # checkpoint conversion --------------------------------------------------------------

@@ -1,0 +1,117 @@
+"""Throughput of ViTAEv2-S against timm's Swin-T and ResNet-50, measured in one run.
+
+Same batch, thread count and dtype for every model. Prints one line per measurement and a
+final JSON line with images/s and the ratios ``vitaev2_s / swin_tiny`` and
+``vitaev2_s / resnet50``.
+
+    python benchmarks/backbone_throughput.py            # fp32 + bf16 inference, fp32 train step
+    python benchmarks/backbone_throughput.py --no-bf16  # skip bf16 (7-20x slower on AVX2 CPUs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from contextlib import nullcontext
+from typing import Callable, Dict
+
+import rsfm.models  # noqa: F401  (torchvision shim, registers ViTAEv2 in timm)
+import timm
+import torch
+
+MODELS = ("vitaev2_s", "swin_tiny_patch4_window7_224", "resnet50")
+
+
+def _median_seconds(step: Callable[[], None], warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _inference(model: torch.nn.Module, images: torch.Tensor, dtype: torch.dtype, args) -> float:
+    autocast = (
+        torch.autocast(images.device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+    )
+
+    def step() -> None:
+        with torch.inference_mode(), autocast:
+            model(images)
+
+    warmup, repeats = (args.warmup, args.repeats) if dtype == torch.float32 else (1, args.bf16_repeats)
+    return images.shape[0] / _median_seconds(step, warmup, repeats)
+
+
+def _train_step(model: torch.nn.Module, images: torch.Tensor, args) -> float:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    labels = torch.randint(0, 1000, (images.shape[0],), device=images.device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+
+    return images.shape[0] / _median_seconds(step, 1, args.train_repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--train-batch-size", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224, help="image side in pixels")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bf16-repeats", type=int, default=2)
+    parser.add_argument("--train-repeats", type=int, default=3)
+    parser.add_argument("--no-bf16", action="store_true", help="skip bf16 autocast inference")
+    parser.add_argument("--no-train", action="store_true", help="skip the training step")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    images = torch.randn(args.batch_size, 3, args.size, args.size, device=device)
+    train_images = torch.randn(args.train_batch_size, 3, args.size, args.size, device=device)
+    results: Dict[str, Dict[str, float]] = {}
+    for name in MODELS:
+        model = timm.create_model(name, num_classes=1000).to(device).eval()
+        model = model.to(memory_format=torch.channels_last)
+        row = results.setdefault(name, {})
+        row["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
+        row["fp32_img_s"] = _inference(model, images, torch.float32, args)
+        print(f"{name:30s} fp32 inference  {row['fp32_img_s']:8.2f} img/s", flush=True)
+        if not args.no_bf16:
+            row["bf16_img_s"] = _inference(model, images, torch.bfloat16, args)
+            print(f"{name:30s} bf16 inference  {row['bf16_img_s']:8.2f} img/s", flush=True)
+        if not args.no_train:
+            row["train_img_s"] = _train_step(model.train(), train_images, args)
+            print(f"{name:30s} fp32 train step {row['train_img_s']:8.2f} img/s", flush=True)
+
+    ratios = {}
+    for metric in ("fp32_img_s", "bf16_img_s", "train_img_s"):
+        if metric in results["vitaev2_s"]:
+            for baseline in MODELS[1:]:
+                key = f"vitaev2_s_over_{baseline.split('_')[0]}_{metric.replace('_img_s', '')}"
+                ratios[key] = round(results["vitaev2_s"][metric] / results[baseline][metric], 3)
+    summary = {
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size,
+        "size": args.size,
+        "results": {k: {m: round(v, 3) for m, v in row.items()} for k, row in results.items()},
+        "ratios": ratios,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
