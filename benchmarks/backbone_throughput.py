@@ -25,31 +25,35 @@ import torch
 MODELS = ("vitaev2_s", "swin_tiny_patch4_window7_224", "resnet50")
 
 
-def _median_seconds(step: Callable[[], None], warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
+def _interleaved_images_per_second(
+    steps: Dict[str, Callable[[], None]], batch: int, warmup: int, repeats: int
+) -> Dict[str, float]:
+    """Median images/s per model, timing the models in turn within each repeat so that any
+    background load drifting during the run affects all of them alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: Dict[str, list] = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: batch / statistics.median(values) for name, values in times.items()}
 
 
-def _inference(model: torch.nn.Module, images: torch.Tensor, dtype: torch.dtype, args) -> float:
-    autocast = (
-        torch.autocast(images.device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
-    )
-
+def _inference_step(model: torch.nn.Module, images: torch.Tensor, dtype: torch.dtype) -> Callable[[], None]:
     def step() -> None:
+        autocast = (
+            torch.autocast(images.device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+        )
         with torch.inference_mode(), autocast:
             model(images)
 
-    warmup, repeats = (args.warmup, args.repeats) if dtype == torch.float32 else (1, args.bf16_repeats)
-    return images.shape[0] / _median_seconds(step, warmup, repeats)
+    return step
 
 
-def _train_step(model: torch.nn.Module, images: torch.Tensor, args) -> float:
+def _train_step(model: torch.nn.Module, images: torch.Tensor) -> Callable[[], None]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     labels = torch.randint(0, 1000, (images.shape[0],), device=images.device)
 
@@ -59,7 +63,15 @@ def _train_step(model: torch.nn.Module, images: torch.Tensor, args) -> float:
         loss.backward()
         optimizer.step()
 
-    return images.shape[0] / _median_seconds(step, 1, args.train_repeats)
+    return step
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return next((line for line in cpuinfo if line.startswith("flags")), "")
+    except OSError:
+        return ""
 
 
 def main() -> None:
@@ -69,7 +81,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="image side in pixels")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--bf16-repeats", type=int, default=2)
+    parser.add_argument("--bf16-repeats", type=int, default=3)
     parser.add_argument("--train-repeats", type=int, default=3)
     parser.add_argument("--no-bf16", action="store_true", help="skip bf16 autocast inference")
     parser.add_argument("--no-train", action="store_true", help="skip the training step")
@@ -80,20 +92,31 @@ def main() -> None:
     device = torch.device(args.device)
     images = torch.randn(args.batch_size, 3, args.size, args.size, device=device)
     train_images = torch.randn(args.train_batch_size, 3, args.size, args.size, device=device)
-    results: Dict[str, Dict[str, float]] = {}
+    models = {}
     for name in MODELS:
         model = timm.create_model(name, num_classes=1000).to(device).eval()
-        model = model.to(memory_format=torch.channels_last)
-        row = results.setdefault(name, {})
-        row["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
-        row["fp32_img_s"] = _inference(model, images, torch.float32, args)
-        print(f"{name:30s} fp32 inference  {row['fp32_img_s']:8.2f} img/s", flush=True)
-        if not args.no_bf16:
-            row["bf16_img_s"] = _inference(model, images, torch.bfloat16, args)
-            print(f"{name:30s} bf16 inference  {row['bf16_img_s']:8.2f} img/s", flush=True)
-        if not args.no_train:
-            row["train_img_s"] = _train_step(model.train(), train_images, args)
-            print(f"{name:30s} fp32 train step {row['train_img_s']:8.2f} img/s", flush=True)
+        models[name] = model.to(memory_format=torch.channels_last)
+    results: Dict[str, Dict[str, float]] = {
+        name: {"params_m": sum(p.numel() for p in model.parameters()) / 1e6}
+        for name, model in models.items()
+    }
+    modes = [("fp32_img_s", "fp32 inference")]
+    if not args.no_bf16:
+        modes.append(("bf16_img_s", "bf16 inference"))
+    if not args.no_train:
+        modes.append(("train_img_s", "fp32 train step"))
+    for metric, label in modes:
+        if metric == "train_img_s":
+            steps = {n: _train_step(m.train(), train_images) for n, m in models.items()}
+            speeds = _interleaved_images_per_second(steps, len(train_images), 1, args.train_repeats)
+        else:
+            dtype = torch.bfloat16 if metric == "bf16_img_s" else torch.float32
+            steps = {n: _inference_step(m, images, dtype) for n, m in models.items()}
+            repeats = args.repeats if dtype == torch.float32 else args.bf16_repeats
+            speeds = _interleaved_images_per_second(steps, len(images), args.warmup, repeats)
+        for name, speed in speeds.items():
+            results[name][metric] = speed
+            print(f"{name:30s} {label:16s} {speed:8.2f} img/s", flush=True)
 
     ratios = {}
     for metric in ("fp32_img_s", "bf16_img_s", "train_img_s"):
@@ -105,6 +128,7 @@ def main() -> None:
         "device": str(device),
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
+        "cpu_bf16_hardware": "amx_bf16" in _cpu_flags() or "avx512_bf16" in _cpu_flags(),
         "batch_size": args.batch_size,
         "size": args.size,
         "results": {k: {m: round(v, 3) for m, v in row.items()} for k, row in results.items()},

@@ -141,9 +141,18 @@ class ParallelConvModule(nn.Module):
         self.conv3 = nn.Conv2d(chans[2], chans[3], 3, strides[2], 1, groups=groups)
         self.act = nn.SiLU(inplace=True)
 
+    def _conv_bn(self, conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+        if self.training or not norm.track_running_stats:
+            return norm(conv(x))
+        # Eval: fold the BatchNorm into the convolution, saving a pass over the activations.
+        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+        weight = conv.weight * scale.view(-1, 1, 1, 1)
+        bias = (conv.bias - norm.running_mean) * scale + norm.bias
+        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.bn1(self.conv1(x)))
-        x = self.act(self.bn2(self.conv2(x)))
+        x = self.act(self._conv_bn(self.conv1, self.bn1, x))
+        x = self.act(self._conv_bn(self.conv2, self.bn2, x))
         return self.conv3(x)
 
 

@@ -146,7 +146,7 @@ def test_group_matcher_covers_every_parameter():
     assert len(groups) > 4
 
 
-@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:.*trace_method.*:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:.*torch.jit.trace.*:DeprecationWarning")
 def test_jit_trace_matches_eager():
     model = _tiny().eval()
     images = torch.randn(2, 3, 64, 96)

@@ -1,0 +1,43 @@
+"""torchvision works on this machine, with its native ops or with rsfm's nms fallback."""
+
+import torch
+
+from rsfm import _compat
+
+
+def _greedy_nms(boxes, scores, threshold):
+    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))
+    keep = []
+    for index in order:
+        x1, y1, x2, y2 = boxes[index].tolist()
+        suppressed = False
+        for kept in keep:
+            a1, b1, a2, b2 = boxes[kept].tolist()
+            inter = max(0.0, min(x2, a2) - max(x1, a1)) * max(0.0, min(y2, b2) - max(y1, b1))
+            union = (x2 - x1) * (y2 - y1) + (a2 - a1) * (b2 - b1) - inter
+            if inter / union > threshold:
+                suppressed = True
+                break
+        if not suppressed:
+            keep.append(index)
+    return keep
+
+
+def test_torchvision_nms_matches_greedy_definition():
+    import torchvision
+
+    generator = torch.Generator().manual_seed(0)
+    corners = torch.rand(200, 2, generator=generator) * 100
+    sizes = torch.rand(200, 2, generator=generator) * 30 + 1
+    boxes = torch.cat([corners, corners + sizes], dim=1)
+    scores = torch.rand(200, generator=generator)
+    kept = torchvision.ops.nms(boxes, scores, 0.4).tolist()
+    assert kept == _greedy_nms(boxes, scores, 0.4)
+    assert 0 < len(kept) < 200
+
+
+def test_fallback_only_when_native_library_is_unusable():
+    import torchvision  # noqa: F401
+
+    assert isinstance(_compat.NATIVE_TORCHVISION, bool)
+    assert (_compat._LIBRARY is None) == _compat.NATIVE_TORCHVISION
