@@ -1,0 +1,19 @@
+"""Tiled inference on whole rasters: tile grid and blending, raster reading/writing with
+resume, polygons, and the ``predict_raster`` pipeline."""
+
+from rsfm import _compat  # noqa: F401  (must run before lightning/timm import torchvision)
+from rsfm.inference.outputs import NODATA, PROBABILITY_SCALE, OutputEncoding, OutputType
+from rsfm.inference.predict import PredictionResult, predict_raster
+from rsfm.inference.tiling import TileGrid
+from rsfm.inference.vectorize import write_polygons
+
+__all__ = [
+    "NODATA",
+    "PROBABILITY_SCALE",
+    "OutputEncoding",
+    "OutputType",
+    "PredictionResult",
+    "TileGrid",
+    "predict_raster",
+    "write_polygons",
+]

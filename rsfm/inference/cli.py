@@ -1,0 +1,103 @@
+"""``rsfm predict-raster``: the command line over :func:`rsfm.predict_raster`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import List, Optional, Sequence
+
+EPILOG = """examples:
+  rsfm predict-raster scene.tif --checkpoint buildings.ckpt --output mask.tif --vector buildings.gpkg
+  rsfm predict-raster 'tiles/*.tif' --checkpoint buildings.ckpt --output masks/ --resume
+  rsfm predict-raster scenes/ --checkpoint buildings.ckpt --output masks/ --device cuda --devices 4
+
+Several GPUs or machines: the inputs are shared out file by file by Lightning Fabric's launcher,
+e.g. 'rsfm predict-raster scenes/ ... --devices 4', under SLURM
+'srun --ntasks-per-node 4 rsfm predict-raster scenes/ ... --devices 4 --num-nodes 2'."""
+
+
+def _band_list(text: str) -> List[int]:
+    try:
+        bands = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--bands takes 1-based band numbers like 1,2,3, got {text!r}") from None
+    if not bands:
+        raise argparse.ArgumentTypeError("--bands needs at least one band number")
+    return bands
+
+
+def _devices(text: str) -> object:
+    return text if text == "auto" else int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rsfm predict-raster",
+        description="Run a building-segmentation or scene-classification checkpoint over whole "
+        "GeoTIFF scenes, tile by tile, into georeferenced rasters and polygons.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="raster files, glob patterns or directories")
+    parser.add_argument("--checkpoint", required=True, help="rsfm task checkpoint (.ckpt)")
+    parser.add_argument("--output", required=True, help="output GeoTIFF (one input) or directory (several)")
+    parser.add_argument("--vector", help="polygons: .gpkg or .geojson file (one input) or directory (several)")
+    parser.add_argument("--tile-size", type=int, default=512, help="tile side in pixels (default 512)")
+    parser.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
+    parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")
+    parser.add_argument("--bands", type=_band_list, help="1-based input bands in model order, e.g. 3,2,1")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="bf16: mixed precision on CUDA")
+    parser.add_argument(
+        "--output-type",
+        default="classes",
+        choices=["classes", "probabilities"],
+        help="classes: class index + its probability; probabilities: one band per class (uint8, p*254)",
+    )
+    parser.add_argument("--cog", action="store_true", help="write Cloud-Optimized GeoTIFFs with overviews")
+    parser.add_argument("--simplify", type=float, default=0.0, help="polygon simplification tolerance, CRS units")
+    parser.add_argument("--min-area", type=float, default=0.0, help="drop polygons smaller than this, CRS units²")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run; keep finished outputs")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--devices", type=_devices, default=1, help="processes (GPUs) per node, or auto")
+    parser.add_argument("--num-nodes", type=int, default=1, help="machines taking part (SLURM, torchrun)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parse ``argv`` and run; errors about inputs and options exit with status 2 and one line."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from rsfm.inference.predict import predict_raster
+
+    try:
+        results = predict_raster(
+            args.inputs,
+            args.checkpoint,
+            args.output,
+            vector=args.vector,
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+            bands=args.bands,
+            device=args.device,
+            precision=args.precision,
+            output_type=args.output_type,
+            cog=args.cog,
+            simplify=args.simplify,
+            min_area=args.min_area,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            devices=args.devices,
+            num_nodes=args.num_nodes,
+            progress=not args.quiet,
+        )
+    except (FileNotFoundError, ValueError) as error:
+        parser.exit(2, f"rsfm predict-raster: error: {error}\n")
+    for result in results:
+        state = "kept (already complete)" if result.skipped else "written"
+        line = f"{result.input} -> {result.raster} {state}"
+        if result.vector is not None and not result.skipped:
+            line += f", {result.polygons} polygons -> {result.vector}"
+        print(line)
+    return 0
