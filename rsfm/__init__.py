@@ -16,6 +16,7 @@ _LAZY = {
     "create_model": "rsfm.models",
     "load_checkpoint_file": "rsfm.models",
     "ViTAEv2": "rsfm.models",
+    "predict_raster": "rsfm.inference",
 }
 
 __all__ = ["__version__", *_LAZY]
