@@ -1,0 +1,22 @@
+"""Data: image reading, scene lists and splits, augmentation and datamodules."""
+
+from rsfm import _compat  # noqa: F401  (must run before albumentations/lightning import torchvision)
+from rsfm.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
+from rsfm.data.samples import read_sample_list, scan_class_folders, stratified_split
+from rsfm.data.scene import SceneDataModule, SceneDataset
+from rsfm.data.stats import band_statistics
+from rsfm.data.transforms import scene_eval_transform, scene_train_transform
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageReadError",
+    "SceneDataModule",
+    "SceneDataset",
+    "band_statistics",
+    "read_image",
+    "read_sample_list",
+    "scan_class_folders",
+    "scene_eval_transform",
+    "scene_train_transform",
+    "stratified_split",
+]

@@ -1,0 +1,260 @@
+"""Building extraction from georeferenced rasters + footprint vectors or mask rasters (torchgeo).
+
+Images are any rasters rasterio reads; labels are building footprints (GeoJSON, GeoPackage,
+Shapefile, GeoParquet, FlatGeobuf) rasterised on the fly, or mask rasters. torchgeo indexes
+both by bounds and CRS, reprojects labels to the imagery's CRS and resolution, and samples
+patches: ``RandomGeoSampler`` for training, ``GridGeoSampler`` for validation and test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import albumentations as A
+import numpy as np
+import rasterio
+import shapely
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+from rasterio.crs import CRS
+from torchgeo.datasets import GeoDataset, IntersectionDataset, RasterDataset, VectorDataset
+from torchgeo.datasets.splits import roi_split
+from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
+
+from rsfm.data.segmentation import IGNORE_INDEX, building_train_transform, make_sample
+
+__all__ = [
+    "VECTOR_SUFFIXES",
+    "ImageRasters",
+    "MaskRasters",
+    "BuildingFootprints",
+    "BuildingGeoDataModule",
+    "building_geo_dataset",
+]
+
+VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".parquet", ".fgb")
+
+Paths = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
+
+
+class ImageRasters(RasterDataset):
+    """Image rasters (all bands, raw values as float32) found at ``paths`` matching ``glob``."""
+
+    def __init__(self, paths: Paths, glob: str = "*", crs: Any = None, res: Optional[float] = None) -> None:
+        self.filename_glob = glob
+        super().__init__(paths, crs=crs, res=res)
+
+
+class MaskRasters(RasterDataset):
+    """Label rasters (nearest-neighbour resampling, int64) found at ``paths`` matching ``glob``.
+
+    ``nodata`` is the files' nodata value (``None`` when untagged); raises ``ValueError`` when
+    the files disagree.
+    """
+
+    is_image = False
+
+    def __init__(self, paths: Paths, glob: str = "*", crs: Any = None, res: Optional[float] = None) -> None:
+        self.filename_glob = glob
+        super().__init__(paths, crs=crs, res=res)
+        nodata = {}
+        for path in self.index.filepath:
+            with rasterio.open(path) as src:
+                nodata[path] = src.nodata
+        if len(set(nodata.values())) > 1:
+            raise ValueError(f"mask rasters have different nodata values, make them equal: {nodata}")
+        self.nodata: Optional[float] = next(iter(nodata.values()))
+
+
+class BuildingFootprints(VectorDataset):
+    """Building polygons found at ``paths`` matching ``glob``, rasterised as 1 on 0.
+
+    The resolution is set by the imagery when intersected with it.
+    """
+
+    def __init__(self, paths: Paths, glob: str = "*", crs: Any = None) -> None:
+        self.filename_glob = glob
+        super().__init__(paths, crs=crs)
+
+
+def _is_vector(paths: Paths) -> bool:
+    files: List[Path] = []
+    for item in map(Path, [paths] if isinstance(paths, (str, os.PathLike)) else paths):
+        if item.is_dir():
+            files.extend(item.rglob("*"))
+        else:
+            files.append(item)
+    return any(f.suffix.lower() in VECTOR_SUFFIXES for f in files)
+
+
+class _LabelledPatch:
+    """Turns a torchgeo sample into the rsfm sample format: binary mask, ignore, augmentation."""
+
+    def __init__(
+        self,
+        transform: Optional[A.BasicTransform],
+        mask_nodata: Optional[float],
+        building_value: Optional[int],
+    ) -> None:
+        self.transform = transform
+        self.mask_nodata = mask_nodata
+        self.building_value = building_value
+
+    def __call__(self, sample: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        labels = sample["mask"].numpy()
+        building = labels != 0 if self.building_value is None else labels == self.building_value
+        mask = building.astype(np.uint8)
+        if self.mask_nodata is not None:
+            mask[labels == self.mask_nodata] = IGNORE_INDEX
+        image = sample["image"].numpy().transpose(1, 2, 0)
+        return make_sample(image, mask, self.transform)
+
+
+def building_geo_dataset(
+    images: Paths,
+    labels: Paths,
+    image_glob: str = "*.tif",
+    label_glob: str = "*",
+    crs: Any = None,
+    res: Optional[float] = None,
+    building_value: Optional[int] = None,
+    transform: Optional[A.BasicTransform] = None,
+) -> IntersectionDataset:
+    """Imagery intersected with building labels, in the imagery's CRS and resolution.
+
+    Args:
+        images: image raster files or folders.
+        labels: footprint vector files/folders (rasterised to 1 = building) or mask rasters.
+        image_glob, label_glob: file name patterns used inside folders.
+        crs: output CRS (default: the first image's); labels are reprojected to it.
+        res: output resolution in CRS units (default: the first image's).
+        building_value: mask raster value of buildings; ``None`` means any non-zero value.
+            The mask rasters' nodata value becomes ``IGNORE_INDEX``.
+        transform: albumentations transform applied jointly to each patch.
+
+    Returns:
+        A torchgeo ``IntersectionDataset`` yielding ``{'image', 'mask'}`` samples.
+
+    Raises:
+        torchgeo ``DatasetNotFoundError``: no readable file at ``images`` or ``labels``.
+        RuntimeError: images and labels do not overlap.
+    """
+    if crs is not None:
+        crs = CRS.from_user_input(crs)
+    imagery = ImageRasters(images, image_glob, crs=crs, res=res)
+    if _is_vector(labels):
+        label_dataset: GeoDataset = BuildingFootprints(labels, label_glob, crs=imagery.crs)
+        mask_nodata = None
+    else:
+        label_dataset = MaskRasters(labels, label_glob, crs=imagery.crs, res=imagery.res)
+        mask_nodata = label_dataset.nodata
+    try:
+        return IntersectionDataset(
+            imagery, label_dataset, transforms=_LabelledPatch(transform, mask_nodata, building_value)
+        )
+    except RuntimeError as error:
+        raise RuntimeError(f"images {images} and labels {labels} do not overlap ({error})") from error
+
+
+def _east_split(dataset: GeoDataset, val_fraction: float) -> List[GeoDataset]:
+    """[west part, eastern ``val_fraction`` of the extent's width] of ``dataset``."""
+    xmin, ymin, xmax, ymax = dataset.index.total_bounds
+    cut = xmax - val_fraction * (xmax - xmin)
+    return roi_split(dataset, [shapely.box(xmin, ymin, cut, ymax), shapely.box(cut, ymin, xmax, ymax)])
+
+
+class BuildingGeoDataModule(LightningDataModule):
+    """Georeferenced imagery + building footprints or mask rasters, sampled in patches.
+
+    Args:
+        images, labels: training imagery and labels (files or folders, see
+            ``building_geo_dataset``).
+        val_images, val_labels: validation area; when not given, the eastern ``val_fraction``
+            of the training area's extent is held out for validation instead.
+        test_images, test_labels: test area (optional).
+        val_fraction: share of the extent's width used for validation when no ``val_images``.
+        patch_size: patch side in pixels (at ``res``).
+        length: random training patches per epoch (default: about the number of
+            non-overlapping patches in the area).
+        batch_size, num_workers: data loading.
+        scale_range: (min, max) random zoom of training patches.
+        image_glob, label_glob, crs, res, building_value: see ``building_geo_dataset``.
+    """
+
+    def __init__(
+        self,
+        images: Union[str, List[str]],
+        labels: Union[str, List[str]],
+        val_images: Optional[Union[str, List[str]]] = None,
+        val_labels: Optional[Union[str, List[str]]] = None,
+        test_images: Optional[Union[str, List[str]]] = None,
+        test_labels: Optional[Union[str, List[str]]] = None,
+        val_fraction: float = 0.2,
+        patch_size: int = 512,
+        length: Optional[int] = None,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        scale_range: Tuple[float, float] = (1.0, 1.0),
+        image_glob: str = "*.tif",
+        label_glob: str = "*",
+        crs: Optional[str] = None,
+        res: Optional[float] = None,
+        building_value: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if (val_images is None) != (val_labels is None):
+            raise ValueError("give both val_images and val_labels, or neither (then val_fraction is used)")
+        if val_images is None and not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        self.train_transform = building_train_transform(patch_size, scale_range)
+
+    def _dataset(self, images: Any, labels: Any, transform: Optional[A.BasicTransform]) -> IntersectionDataset:
+        hp = self.hparams
+        return building_geo_dataset(
+            images, labels, hp.image_glob, hp.label_glob, hp.crs, hp.res, hp.building_value, transform
+        )
+
+    def setup(self, stage: str) -> None:
+        hp = self.hparams
+        if stage in ("fit", "validate"):
+            if hp.val_images is None:
+                train_area = self._dataset(hp.images, hp.labels, self.train_transform)
+                self.train_dataset = _east_split(train_area, hp.val_fraction)[0]
+                self.val_dataset = _east_split(self._dataset(hp.images, hp.labels, None), hp.val_fraction)[1]
+            else:
+                self.train_dataset = self._dataset(hp.images, hp.labels, self.train_transform)
+                self.val_dataset = self._dataset(hp.val_images, hp.val_labels, None)
+        if stage == "test":
+            if hp.test_images is None or hp.test_labels is None:
+                raise ValueError("testing needs test_images and test_labels in the data config")
+            self.test_dataset = self._dataset(hp.test_images, hp.test_labels, None)
+
+    def _loader(self, dataset: GeoDataset, sampler: Any, train: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        if len(sampler) == 0:
+            raise ValueError(
+                f"no {self.hparams.patch_size}px patch fits in the {'training' if train else 'evaluation'} "
+                f"area {dataset.index.total_bounds.tolist()}; lower patch_size or enlarge the area"
+            )
+        return DataLoader(
+            dataset,
+            batch_size=self.hparams.batch_size,
+            sampler=sampler,
+            drop_last=train,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = RandomGeoSampler(self.train_dataset, self.hparams.patch_size, self.hparams.length)
+        return self._loader(self.train_dataset, sampler, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, GridGeoSampler(self.val_dataset, self.hparams.patch_size), train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, GridGeoSampler(self.test_dataset, self.hparams.patch_size), train=False)
