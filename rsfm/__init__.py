@@ -16,6 +16,11 @@ _LAZY = {
     "create_model": "rsfm.models",
     "load_checkpoint_file": "rsfm.models",
     "ViTAEv2": "rsfm.models",
+    "SceneClassifier": "rsfm.scene_classifier",
+    "ScenePrediction": "rsfm.scene_classifier",
+    "SceneClassificationTask": "rsfm.tasks",
+    "SceneDataModule": "rsfm.data",
+    "export_backbone": "rsfm.models.export",
     "predict_raster": "rsfm.inference",
 }
 

@@ -18,6 +18,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "test": ("rsfm.main:lightning_cli", "evaluate a checkpoint on the test split"),
     "predict": ("rsfm.main:lightning_cli", "run a datamodule's predict split through a model"),
     "models": ("rsfm.main:list_models", "list the registered ViTAEv2 backbones and their sizes"),
+    "export-backbone": ("rsfm.models.export:main", "write a trained task's backbone weights for create_model/fine-tuning"),
     "predict-raster": ("rsfm.inference.cli:main", "tiled inference on whole GeoTIFF scenes (rasters + polygons)"),
 }
 

@@ -2,5 +2,6 @@
 
 from rsfm import _compat  # noqa: F401  (must run before lightning/timm import torchvision)
 from rsfm.tasks.base import BaseTask, load_task
+from rsfm.tasks.classification import SceneClassificationTask
 
-__all__ = ["BaseTask", "load_task"]
+__all__ = ["BaseTask", "SceneClassificationTask", "load_task"]
