@@ -133,5 +133,8 @@ class BlendAccumulator:
     def _release(cell: _Cell, top: int, left: int, height: int, width: int) -> FinishedRegion:
         if cell.skipped:
             return FinishedRegion(top, left, None, np.zeros((height, width), dtype=bool))
-        # every pixel has weight > 0: tapers only face neighbours, and overlapping tapers sum to 1
-        return FinishedRegion(top, left, cell.total / cell.weight, cell.valid)
+        # Overlapping tapers sum to 1, so weights are 0 only next to tiles that are not added
+        # (rows before ``first_row`` when resuming); those pixels are already written.
+        weighted = cell.weight > 0
+        values = np.divide(cell.total, cell.weight, out=np.zeros_like(cell.total), where=weighted)
+        return FinishedRegion(top, left, values, cell.valid & weighted)

@@ -13,6 +13,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import rasterio
 import rasterio.features
+from affine import Affine
 from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry import shape
@@ -139,7 +140,7 @@ def iter_polygons(
             if len(class_of) > 1:
                 pixel_counts = np.bincount(local.ravel(), minlength=len(class_of))
                 probability_sums = np.bincount(local.ravel(), weights=probability.ravel(), minlength=len(class_of))
-                transform = dataset.window_transform(window)
+                transform = dataset.transform @ Affine.translation(0, top)
                 for geometry, value in rasterio.features.shapes(
                     local, mask=local > 0, connectivity=4, transform=transform
                 ):

@@ -141,12 +141,17 @@ def write_raster(
     transform: Affine = Affine(0.5, 0, 733600.0, 0, -0.5, 3725000.0),
     nodata: Optional[float] = None,
     tiled: bool = True,
+    photometric: Optional[str] = "minisblack",
 ) -> Path:
-    """A (bands, height, width) array as a GeoTIFF."""
+    """A (bands, height, width) array as a GeoTIFF. By default without colour interpretation,
+    so that GDAL does not take a 4th uint8 band for alpha; ``photometric=None`` lets GDAL
+    choose (RGBA for four uint8 bands)."""
     profile = dict(
         driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype.name,
         crs=CRS.from_user_input(crs) if crs else None, transform=transform, nodata=nodata, compress="deflate",
     )
+    if photometric is not None:
+        profile["photometric"] = photometric
     if tiled:
         profile.update(tiled=True, blockxsize=64, blockysize=64)
     with rasterio.open(path, "w", **profile) as dataset:

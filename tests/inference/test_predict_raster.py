@@ -1,6 +1,5 @@
 """predict_raster end to end on GeoTIFFs written here and on the shared real rasters."""
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -114,14 +113,14 @@ def test_band_selection_reorders_bands(tmp_path, conv_checkpoint):
 
 
 def test_raster_without_crs_warns_and_keeps_its_grid(tmp_path, conv_checkpoint):
-    source = write_raster(tmp_path / "plain.tif", smooth_image(3, 90, 100), crs=None, transform=Affine.identity())
+    transform = Affine(2.0, 0, 100.0, 0, -2.0, 500.0)
+    source = write_raster(tmp_path / "plain.tif", smooth_image(3, 90, 100), crs=None, transform=transform)
     output = tmp_path / "out.tif"
-    with pytest.warns(UserWarning, match="no CRS"):
+    with pytest.warns(UserWarning, match=r"plain\.tif: raster has no CRS"):
         predict_raster(source, conv_checkpoint, output, tile_size=64, overlap=16, **FAST)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with rasterio.open(output) as dataset:
-            assert dataset.crs is None and (dataset.width, dataset.height) == (100, 90)
+    with rasterio.open(output) as dataset:
+        assert dataset.crs is None and (dataset.width, dataset.height) == (100, 90)
+        assert dataset.transform == transform
 
 
 def test_several_inputs_list_glob_and_directory(tmp_path, conv_checkpoint):
@@ -173,6 +172,18 @@ def test_scene_class_map_is_centred_on_overlapping_tiles(tmp_path, scene_checkpo
         centre = dataset.transform @ (0.5, 0.5)
         assert centre == pytest.approx(src.transform @ (32, 32))
         assert dataset.res == pytest.approx((src.res[0] * 48, src.res[1] * 48))
+
+
+def test_alpha_band_masks_pixels(tmp_path, conv_checkpoint):
+    image = smooth_image(3, 100, 120)
+    alpha = np.full((1, 100, 120), 255, dtype=np.uint8)
+    alpha[0, 30:60, 40:100] = 0
+    source = write_raster(tmp_path / "rgba.tif", np.concatenate([image, alpha]), photometric=None)
+    output = tmp_path / "out.tif"
+    predict_raster(source, conv_checkpoint, output, tile_size=64, overlap=16, **FAST)
+    with rasterio.open(output) as dataset:
+        nodata = dataset.read(1) == NODATA
+    np.testing.assert_array_equal(nodata, alpha[0] == 0)
 
 
 # --- the shared real rasters -------------------------------------------------------------
