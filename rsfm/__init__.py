@@ -20,6 +20,10 @@ _LAZY = {
     "ScenePrediction": "rsfm.scene_classifier",
     "SceneClassificationTask": "rsfm.tasks",
     "SceneDataModule": "rsfm.data",
+    "SegmentationModel": "rsfm.models",
+    "BuildingSegmentationTask": "rsfm.tasks",
+    "BuildingTileDataModule": "rsfm.data",
+    "BuildingGeoDataModule": "rsfm.data.geo",
     "export_backbone": "rsfm.models.export",
     "predict_raster": "rsfm.inference",
 }

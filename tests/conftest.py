@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from rsfm import _compat  # noqa: F401
 
@@ -32,3 +33,13 @@ def data_dir(shared_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path}: shared test data not found")
     return path
+
+
+@pytest.fixture
+def single_thread():
+    """Run torch on one thread for the test. Tiny test models spend most of their time in
+    thread synchronisation; on a loaded 2-core machine two threads make them ~5x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -26,7 +26,28 @@ _SCENE_DATA = [
 ]
 _CPU = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.precision=32-true"]
 
+_XIAMEN_TILES = ["--data.init_args.root={data_dir}/xiamen_buildings", "--data.init_args.num_workers=0"]
+_SPACENET = "{data_dir}/geotiff/spacenet_atlanta"
+
 CONFIG_OVERRIDES = {
+    "buildings_quickstart.yaml": _XIAMEN_TILES,
+    "buildings_vitaev2_s_upernet.yaml": [
+        *_XIAMEN_TILES,
+        *_CPU,
+        "--data.init_args.image_dir=images",
+        "--data.init_args.mask_dir=masks",
+        "--data.init_args.patch_size=64",
+        "--data.init_args.batch_size=2",
+        "--data.init_args.val_batch_size=2",
+        "--model.init_args.backbone=vitaev2_tiny_test",
+        "--model.init_args.backbone_checkpoint={tiny_backbone}",
+        "--model.init_args.decoder_channels=16",
+    ],
+    "buildings_geotiff_vectors.yaml": [
+        f"--data.init_args.images={_SPACENET}/sample_geotiff.tif",
+        f"--data.init_args.labels={_SPACENET}/geotiff_labels.geojson",
+        "--data.init_args.patch_size=128",
+    ],
     "scene_quickstart.yaml": ["--data.init_args.root={data_dir}/aid_150px", "--data.init_args.num_workers=0"],
     "pretrain_millionaid_vitaev2_s.yaml": [
         *_SCENE_DATA,

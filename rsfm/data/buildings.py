@@ -160,6 +160,7 @@ class BuildingTileDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.hparams.root = str(root)  # checkpoints hold plain types, so resuming loads weights-only
         self.root = Path(root)
         self.train_transform = building_train_transform(patch_size, scale_range)
         self.val_batch_size = val_batch_size or batch_size

@@ -18,8 +18,8 @@ import rasterio
 import shapely
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader
 from rasterio.crs import CRS
+from torch.utils.data import DataLoader
 from torchgeo.datasets import GeoDataset, IntersectionDataset, RasterDataset, VectorDataset
 from torchgeo.datasets.splits import roi_split
 from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
@@ -90,6 +90,12 @@ def _is_vector(paths: Paths) -> bool:
     return any(f.suffix.lower() in VECTOR_SUFFIXES for f in files)
 
 
+def _plain_paths(paths: Optional[Paths]) -> Optional[Union[str, List[str]]]:
+    if paths is None or isinstance(paths, (str, os.PathLike)):
+        return None if paths is None else str(paths)
+    return [str(path) for path in paths]
+
+
 class _LabelledPatch:
     """Turns a torchgeo sample into the rsfm sample format: binary mask, ignore, augmentation."""
 
@@ -136,7 +142,9 @@ def building_geo_dataset(
         transform: albumentations transform applied jointly to each patch.
 
     Returns:
-        A torchgeo ``IntersectionDataset`` yielding ``{'image', 'mask'}`` samples.
+        A torchgeo ``IntersectionDataset`` yielding ``{'image', 'mask'}`` samples. Its extent
+        is the imagery's intersected with the labels' (for footprints: their bounding box),
+        so parts of the imagery beyond the outermost labelled building are not sampled.
 
     Raises:
         torchgeo ``DatasetNotFoundError``: no readable file at ``images`` or ``labels``.
@@ -206,6 +214,8 @@ class BuildingGeoDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        for key in ("images", "labels", "val_images", "val_labels", "test_images", "test_labels"):
+            self.hparams[key] = _plain_paths(self.hparams[key])  # checkpoints load weights-only
         if (val_images is None) != (val_labels is None):
             raise ValueError("give both val_images and val_labels, or neither (then val_fraction is used)")
         if val_images is None and not 0 < val_fraction < 1:

@@ -3,5 +3,6 @@
 from rsfm import _compat  # noqa: F401  (must run before lightning/timm import torchvision)
 from rsfm.tasks.base import BaseTask, load_task
 from rsfm.tasks.classification import SceneClassificationTask
+from rsfm.tasks.segmentation import BuildingSegmentationTask
 
-__all__ = ["BaseTask", "SceneClassificationTask", "load_task"]
+__all__ = ["BaseTask", "BuildingSegmentationTask", "SceneClassificationTask", "load_task"]

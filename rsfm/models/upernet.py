@@ -1,0 +1,256 @@
+"""UperNet: a timm ``features_only`` encoder + pyramid pooling + FPN decoder + a 1x1 head.
+
+The decoder is written against the encoder's channel tuple and knows nothing of which backbone
+produced the maps (segmentation_models_pytorch style). ``SegmentationModel`` joins any timm
+backbone (ViTAEv2 by default) to it and returns logits at the input resolution.
+
+Reference: Xiao et al., "Unified Perceptual Parsing for Scene Understanding", ECCV 2018; the
+layout follows mmsegmentation's ``UPerHead`` (PPM on the coarsest map, FPN lateral/top-down
+fusion, 3x3 convs, concatenation at the finest map, 3x3 fuse conv).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
+
+import torch
+import torch.nn.functional as F
+from timm.layers import ConvNormAct
+from torch import nn
+
+from rsfm.models.factory import create_model
+
+__all__ = ["PyramidPoolingModule", "UperNetDecoder", "SegmentationModel"]
+
+
+def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class PyramidPoolingModule(nn.Module):
+    """PSPNet pooling: average-pool to several grid sizes, project, upsample, concatenate, fuse.
+
+    Args:
+        in_channels: channels of the input map.
+        channels: channels of each pooled branch and of the output.
+        pool_scales: output grid sizes of the adaptive average pools (cells per side).
+        norm_layer: normalisation after each convolution.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        pool_scales: Sequence[int] = (1, 2, 3, 6),
+        norm_layer: Type[nn.Module] = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(
+            nn.Sequential(
+                nn.AdaptiveAvgPool2d(scale),
+                ConvNormAct(in_channels, channels, 1, norm_layer=norm_layer),
+            )
+            for scale in pool_scales
+        )
+        self.bottleneck = ConvNormAct(
+            in_channels + len(pool_scales) * channels, channels, 3, norm_layer=norm_layer
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        pooled = [_resize(branch(x), size) for branch in self.branches]
+        return self.bottleneck(torch.cat([x, *pooled], dim=1))
+
+
+class UperNetDecoder(nn.Module):
+    """UperNet decoder over a pyramid of encoder maps, finest first.
+
+    Args:
+        encoder_channels: channels of each encoder map, finest (highest resolution) first,
+            e.g. ``(64, 128, 256, 512)`` for maps at strides 4/8/16/32.
+        channels: width of every decoder convolution and of the output map.
+        pool_scales: pyramid pooling grid sizes applied to the coarsest map.
+        norm_layer: normalisation after each convolution.
+
+    Raises:
+        ValueError: fewer than two encoder maps.
+
+    The output has ``channels`` channels at the resolution of the finest encoder map.
+    """
+
+    def __init__(
+        self,
+        encoder_channels: Sequence[int],
+        channels: int = 256,
+        pool_scales: Sequence[int] = (1, 2, 3, 6),
+        norm_layer: Type[nn.Module] = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        self.encoder_channels = tuple(int(c) for c in encoder_channels)
+        if len(self.encoder_channels) < 2:
+            raise ValueError(
+                f"UperNetDecoder needs at least two encoder maps, got channels "
+                f"{self.encoder_channels}; pass more out_indices to the backbone"
+            )
+        self.out_channels = channels
+        *fine_channels, coarsest_channels = self.encoder_channels
+        self.ppm = PyramidPoolingModule(coarsest_channels, channels, pool_scales, norm_layer)
+        self.lateral_convs = nn.ModuleList(
+            ConvNormAct(c, channels, 1, norm_layer=norm_layer) for c in fine_channels
+        )
+        self.fpn_convs = nn.ModuleList(
+            ConvNormAct(channels, channels, 3, norm_layer=norm_layer) for _ in fine_channels
+        )
+        self.fuse = ConvNormAct(len(self.encoder_channels) * channels, channels, 3, norm_layer=norm_layer)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Encoder maps (finest first) -> (B, channels, H_finest, W_finest) fused map."""
+        got = tuple(f.shape[1] for f in features)
+        if got != self.encoder_channels:
+            raise ValueError(
+                f"UperNetDecoder was built for encoder maps with channels {self.encoder_channels}, "
+                f"got {got}; build the decoder from the backbone's feature_info.channels()"
+            )
+        laterals = [conv(f) for conv, f in zip(self.lateral_convs, features[:-1])]
+        laterals.append(self.ppm(features[-1]))
+        for i in range(len(laterals) - 1, 0, -1):  # top-down: coarse context into finer maps
+            laterals[i - 1] = laterals[i - 1] + _resize(laterals[i], laterals[i - 1].shape[-2:])
+        outputs = [conv(lateral) for conv, lateral in zip(self.fpn_convs, laterals[:-1])]
+        outputs.append(laterals[-1])
+        size = outputs[0].shape[-2:]
+        return self.fuse(torch.cat([_resize(o, size) for o in outputs], dim=1))
+
+
+def _stage_of_parameters(backbone: nn.Module) -> Tuple[Dict[str, int], int]:
+    """Feature stage (0 = first returned map) of each backbone parameter, in forward order.
+
+    Parameters inside the module that returns feature map ``i`` belong to stage ``i``;
+    parameters registered before it (stems, earlier blocks) also belong to stage ``i``, and
+    any after the last returned map belong to the last stage. Works for every timm feature
+    wrapper because it only uses ``feature_info.module_name()`` and registration order.
+    """
+    modules = backbone.feature_info.module_name()
+    # FeatureListNet flattens 'stages.0' into 'stages_0'; getter wrappers add a 'model.' prefix.
+    spellings = [{name, name.replace(".", "_")} for name in modules]
+    stage_of, current = {}, 0
+    for name, _ in backbone.named_parameters():
+        dotted = "." + name
+        inside = [
+            i for i, names in enumerate(spellings) if any(f".{spelled}." in dotted for spelled in names)
+        ]
+        if inside:
+            current = inside[0]
+        stage_of[name] = min(current, len(modules) - 1)
+        if inside:
+            current = inside[0] + 1
+    return stage_of, len(modules)
+
+
+class SegmentationModel(nn.Module):
+    """A timm backbone (``features_only``) + UperNet decoder + 1x1 classifier.
+
+    Args:
+        backbone: timm model name (``'vitaev2_s'``, ``'vitaev2_tiny_test'``, ``'resnet50'``...).
+        num_classes: output channels; 1 for binary building / background (one logit).
+        in_chans: input bands; pretrained RGB stems are adapted.
+        backbone_checkpoint: local backbone weights (official RSP file, ``rsfm
+            export-backbone`` output or any timm-compatible state dict, see
+            ``rsfm.create_model``). ``None`` leaves the backbone randomly initialised.
+        out_indices: which backbone stages feed the decoder (timm's default when ``None``;
+            e.g. ``(1, 2, 3, 4)`` for ResNets to skip the stride-2 map).
+        decoder_channels: width of the UperNet decoder.
+        pool_scales: pyramid pooling grid sizes.
+        dropout: channel dropout before the classifier.
+        freeze_backbone: keep backbone weights and normalisation statistics fixed.
+        backbone_kwargs: extra ``timm.create_model`` arguments (e.g. ``drop_path_rate``).
+
+    ``forward`` maps (B, in_chans, H, W) normalised images of any size to (B, num_classes, H, W)
+    logits.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "vitaev2_s",
+        num_classes: int = 1,
+        in_chans: int = 3,
+        backbone_checkpoint: Optional[Union[str, os.PathLike]] = None,
+        out_indices: Optional[Sequence[int]] = None,
+        decoder_channels: int = 256,
+        pool_scales: Sequence[int] = (1, 2, 3, 6),
+        dropout: float = 0.1,
+        freeze_backbone: bool = False,
+        backbone_kwargs: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__()
+        kwargs: Dict[str, Any] = dict(backbone_kwargs or {}, features_only=True, in_chans=in_chans)
+        if out_indices is not None:
+            kwargs["out_indices"] = tuple(out_indices)
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        self.backbone = create_model(backbone, checkpoint=backbone_checkpoint, **kwargs)
+        self.decoder = UperNetDecoder(self.backbone.feature_info.channels(), decoder_channels, pool_scales)
+        self.dropout = nn.Dropout2d(dropout)
+        self.head = nn.Conv2d(decoder_channels, num_classes, kernel_size=1)
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "SegmentationModel":
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()  # frozen means frozen normalisation statistics too
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_chans, H, W) normalised image -> (B, num_classes, H, W) logits."""
+        if x.ndim != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"expected a (B, {self.in_chans}, H, W) tensor, got shape {tuple(x.shape)}; "
+                f"build the model with in_chans={x.shape[1] if x.ndim == 4 else '?'} "
+                "or select bands to match"
+            )
+        features = self.backbone(x)
+        logits = self.head(self.dropout(self.decoder(features)))
+        return _resize(logits, x.shape[-2:])
+
+    def param_groups(self, weight_decay: float, layer_decay: float = 1.0) -> List[Dict[str, Any]]:
+        """Optimizer parameter groups with stage-wise learning-rate decay.
+
+        Decoder and head get ``lr_scale`` 1; backbone stage ``i`` of ``n`` gets
+        ``layer_decay ** (n - i)``, so the earliest layers move least. Biases and other 1-D
+        parameters (norms) get no weight decay. Frozen parameters are left out.
+
+        Args:
+            weight_decay: weight decay of the matrices and kernels.
+            layer_decay: per-stage learning-rate factor in (0, 1]; 1 disables decay.
+
+        Returns:
+            A list of ``{'params', 'weight_decay', 'lr_scale'}`` dicts for ``torch.optim``;
+            multiply each group's learning rate by its ``lr_scale``.
+
+        Raises:
+            ValueError: ``layer_decay`` outside (0, 1].
+        """
+        if not 0 < layer_decay <= 1:
+            raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
+        stage_of, num_stages = _stage_of_parameters(self.backbone)
+        groups: Dict[Tuple[int, bool], Dict[str, Any]] = {}
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            backbone_name = name[len("backbone.") :] if name.startswith("backbone.") else None
+            layer = stage_of[backbone_name] if backbone_name is not None else num_stages
+            decay = param.ndim > 1
+            group = groups.setdefault(
+                (layer, decay),
+                dict(
+                    params=[],
+                    weight_decay=weight_decay if decay else 0.0,
+                    lr_scale=layer_decay ** (num_stages - layer),
+                ),
+            )
+            group["params"].append(param)
+        return [groups[key] for key in sorted(groups)]

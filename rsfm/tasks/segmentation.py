@@ -1,0 +1,211 @@
+"""Building extraction: binary semantic segmentation with a UperNet model."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+import torch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex, BinaryPrecision, BinaryRecall
+
+from rsfm.models.upernet import SegmentationModel
+from rsfm.tasks.base import BaseTask
+from rsfm.tasks.losses import BinarySegmentationLoss
+from rsfm.tasks.overlays import overlay_grid, save_overlay_grid
+
+__all__ = ["BuildingSegmentationTask", "lr_factor"]
+
+# ImageNet statistics in 0-255 pixel units, the usual choice for 8-bit RGB imagery.
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+SCHEDULES = ("poly", "cosine")
+
+
+def lr_factor(
+    step: int, total_steps: int, warmup_steps: int, schedule: str, power: float = 1.0, min_lr_ratio: float = 0.0
+) -> float:
+    """Learning-rate multiplier at optimizer ``step``: linear warmup, then poly or cosine decay.
+
+    Args:
+        step: optimizer steps taken so far.
+        total_steps: steps of the whole run.
+        warmup_steps: steps of linear warmup from ``1 / warmup_steps`` to 1.
+        schedule: ``'poly'`` (``(1 - progress) ** power``) or ``'cosine'``.
+        power: exponent of the poly schedule.
+        min_lr_ratio: final learning rate as a fraction of the peak.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    decay = (1.0 - progress) ** power if schedule == "poly" else 0.5 * (1.0 + math.cos(math.pi * progress))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * decay
+
+
+class BuildingSegmentationTask(BaseTask):
+    """Building / background segmentation: ``SegmentationModel`` (one logit per pixel).
+
+    Args:
+        backbone: timm backbone name (``'vitaev2_s'``, ``'vitaev2_tiny_test'``, any timm model
+            with ``features_only``).
+        backbone_checkpoint: pretrained backbone weights for initialisation (RSP checkpoint,
+            ``rsfm export-backbone`` output); not needed to rebuild a trained task.
+        backbone_kwargs: extra ``timm.create_model`` arguments (e.g. ``drop_path_rate``).
+        in_chans: input bands.
+        mean, std: per-band normalisation in raw pixel units (e.g. 0-255 for 8-bit imagery).
+        class_names: names of label 0 and label 1, e.g. ``('background', 'building')``.
+        out_indices, decoder_channels, dropout, freeze_backbone: see ``SegmentationModel``.
+        losses: loss term -> weight; terms ``bce``, ``dice``, ``focal``, ``lovasz``.
+            Default ``{'bce': 1.0, 'dice': 1.0}``.
+        ignore_index: mask value excluded from loss and metrics (padding, nodata).
+        threshold: probability above which a pixel counts as building in the metrics.
+        lr: peak AdamW learning rate of the decoder (backbone stages get ``layer_decay`` less).
+        weight_decay: AdamW weight decay (not applied to biases and norms).
+        layer_decay: per-stage learning-rate factor for the backbone (1 = none).
+        schedule: ``'poly'`` or ``'cosine'`` decay over the run, stepped every batch.
+        warmup_steps: linear warmup steps.
+        poly_power, min_lr_ratio: see ``lr_factor``.
+        num_overlays: validation samples drawn as PNG each epoch (0 disables), saved under
+            ``<log dir>/overlays/``.
+
+    ``forward(task.normalize(raw))`` gives (B, 1, H, W) logits at input resolution.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "vitaev2_s",
+        backbone_checkpoint: Optional[Union[str, os.PathLike]] = None,
+        backbone_kwargs: Optional[Dict[str, Any]] = None,
+        in_chans: int = 3,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        class_names: Sequence[str] = ("background", "building"),
+        out_indices: Optional[Sequence[int]] = None,
+        decoder_channels: int = 256,
+        dropout: float = 0.1,
+        freeze_backbone: bool = False,
+        losses: Optional[Dict[str, float]] = None,
+        ignore_index: Optional[int] = 255,
+        threshold: float = 0.5,
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        layer_decay: float = 1.0,
+        schedule: str = "poly",
+        warmup_steps: int = 0,
+        poly_power: float = 1.0,
+        min_lr_ratio: float = 0.0,
+        num_overlays: int = 4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if len(class_names) != 2:
+            raise ValueError(
+                f"building segmentation is binary: class_names needs two names (label 0, label 1), "
+                f"got {list(class_names)}"
+            )
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule={schedule!r}: choose one of {SCHEDULES}")
+        self._register_normalization(mean, std, in_chans)
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.model = SegmentationModel(
+            hp.backbone,
+            num_classes=1,
+            in_chans=hp.in_chans,
+            backbone_checkpoint=hp.backbone_checkpoint,
+            out_indices=hp.out_indices,
+            decoder_channels=hp.decoder_channels,
+            dropout=hp.dropout,
+            freeze_backbone=hp.freeze_backbone,
+            backbone_kwargs=hp.backbone_kwargs,
+        )
+
+    def configure_losses(self) -> None:
+        weights = self.hparams.losses if self.hparams.losses is not None else {"bce": 1.0, "dice": 1.0}
+        self.criterion = BinarySegmentationLoss(weights, self.hparams.ignore_index)
+
+    def configure_metrics(self) -> None:
+        kwargs = dict(threshold=self.hparams.threshold, ignore_index=self.hparams.ignore_index)
+        metrics = MetricCollection(
+            {
+                "iou": BinaryJaccardIndex(**kwargs),
+                "f1": BinaryF1Score(**kwargs),
+                "precision": BinaryPrecision(**kwargs),
+                "recall": BinaryRecall(**kwargs),
+            }
+        )
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_chans, H, W) normalised image -> (B, 1, H, W) building logits."""
+        return self.model(x)
+
+    def _shared_step(self, batch: Dict[str, torch.Tensor], stage: str) -> Dict[str, torch.Tensor]:
+        logits = self(self.normalize(batch["image"]))
+        loss, terms = self.criterion(logits, batch["mask"])
+        batch_size = batch["image"].shape[0]
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
+        for name, value in terms.items():
+            self.log(f"{stage}/loss_{name}", value, batch_size=batch_size, sync_dist=stage != "train")
+        return {"loss": loss, "logits": logits}
+
+    def training_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")["loss"]
+
+    def _evaluation_step(self, batch: Dict[str, torch.Tensor], stage: str, metrics: MetricCollection) -> torch.Tensor:
+        out = self._shared_step(batch, stage)
+        probabilities = out["logits"].float().sigmoid().squeeze(1)
+        metrics.update(probabilities, batch["mask"])
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch["image"].shape[0])
+        return probabilities
+
+    def validation_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> None:
+        probabilities = self._evaluation_step(batch, "val", self.val_metrics)
+        if batch_idx == 0 and self.hparams.num_overlays > 0 and not self.trainer.sanity_checking:
+            self._save_overlays(batch, probabilities)
+
+    def test_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluation_step(batch, "test", self.test_metrics)
+
+    def predict_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Building probabilities (B, 1, H, W) for a batch of raw images."""
+        return self(self.normalize(batch["image"])).float().sigmoid()
+
+    def _save_overlays(self, batch: Dict[str, torch.Tensor], probabilities: torch.Tensor) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        count = self.hparams.num_overlays
+        grid = overlay_grid(
+            batch["image"][:count],
+            batch["mask"][:count],
+            probabilities[:count] > self.hparams.threshold,
+            self.hparams.ignore_index,
+        )
+        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        save_overlay_grid(grid, Path(log_dir) / "overlays" / f"epoch{self.current_epoch:03d}.png")
+
+    def configure_optimizers(self) -> Dict[str, Any]:
+        hp = self.hparams
+        groups = self.model.param_groups(hp.weight_decay, hp.layer_decay)
+        for group in groups:
+            group["lr"] = hp.lr * group.pop("lr_scale")
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr)
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        schedule = functools.partial(
+            lr_factor,
+            total_steps=total_steps,
+            warmup_steps=min(hp.warmup_steps, total_steps),
+            schedule=hp.schedule,
+            power=hp.poly_power,
+            min_lr_ratio=hp.min_lr_ratio,
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,126 @@
+"""Georeferenced imagery + footprints/mask rasters through torchgeo: reprojection, nodata,
+spatial train/val split and samplers, on tiny GeoTIFF/GeoJSON files written here."""
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+from rasterio.transform import from_origin
+
+from rsfm.data.geo import BuildingGeoDataModule, building_geo_dataset
+from rsfm.data.segmentation import IGNORE_INDEX
+
+WEST, NORTH, RES = 733600.0, 3725140.0, 1.0  # EPSG:32616 (UTM 16N, Atlanta), 1 m pixels
+
+
+def _write_geotiff(path, data: np.ndarray, crs: str = "EPSG:32616", nodata=None) -> None:
+    count, height, width = data.shape
+    profile = dict(
+        driver="GTiff", width=width, height=height, count=count, dtype=data.dtype.name,
+        crs=crs, transform=from_origin(WEST, NORTH, RES, RES), nodata=nodata,
+    )
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+
+
+def _pixel_box_lonlat(row0: int, row1: int, col0: int, col1: int) -> list:
+    """Ring of the pixel rectangle [row0, row1) x [col0, col1) in EPSG:4326 lon/lat."""
+    to_lonlat = Transformer.from_crs("EPSG:32616", "EPSG:4326", always_xy=True)
+    corners = [(col0, row0), (col1, row0), (col1, row1), (col0, row1), (col0, row0)]
+    return [list(to_lonlat.transform(WEST + c * RES, NORTH - r * RES)) for c, r in corners]
+
+
+@pytest.fixture()
+def scene(tmp_path):
+    image = np.arange(32 * 32, dtype=np.uint16).reshape(1, 32, 32) + 1
+    _write_geotiff(tmp_path / "image.tif", image)
+    footprints = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {},
+             "geometry": {"type": "Polygon", "coordinates": [_pixel_box_lonlat(0, 6, 0, 10)]}},
+            {"type": "Feature", "properties": {},
+             "geometry": {"type": "Polygon", "coordinates": [_pixel_box_lonlat(20, 32, 26, 32)]}},
+        ],
+    }
+    (tmp_path / "buildings.geojson").write_text(json.dumps(footprints))
+    expected = np.zeros((32, 32), np.int64)
+    # the footprints touch opposite corners: torchgeo's labelled extent (their bounding box
+    # intersected with the image) is the whole image
+    expected[0:6, 0:10] = 1
+    expected[20:32, 26:32] = 1
+    return tmp_path, expected
+
+
+def test_footprints_in_another_crs_are_reprojected_and_rasterised(scene) -> None:
+    folder, expected = scene
+    dataset = building_geo_dataset(folder / "image.tif", folder / "buildings.geojson")
+    assert dataset.crs.to_epsg() == 32616
+    sample = dataset[WEST : WEST + 32, NORTH - 32 : NORTH]
+    assert sample["image"].shape == (1, 32, 32)
+    assert sample["image"][0, 0, 0] == 1 and sample["image"][0, 31, 31] == 32 * 32  # north up
+    assert np.array_equal(sample["mask"].numpy(), expected)
+
+
+def test_mask_raster_nodata_becomes_ignore_and_any_building_value_counts(tmp_path) -> None:
+    _write_geotiff(tmp_path / "image.tif", np.ones((3, 32, 32), np.uint8))
+    labels = np.zeros((1, 32, 32), np.uint8)
+    labels[0, 8:16, 8:16] = 1
+    labels[0, :, 28:] = 200  # nodata
+    _write_geotiff(tmp_path / "mask.tif", labels, nodata=200)
+    dataset = building_geo_dataset(tmp_path / "image.tif", tmp_path / "mask.tif")
+    mask = dataset[WEST : WEST + 32, NORTH - 32 : NORTH]["mask"].numpy()
+    assert (mask[:, 28:] == IGNORE_INDEX).all()
+    assert mask[8:16, 8:16].min() == 1 and mask[:, :28].sum() == 64
+
+    inria_style = np.where(labels == 1, 255, 0).astype(np.uint8)  # 0/255, no nodata
+    _write_geotiff(tmp_path / "mask.tif", inria_style)
+    mask = building_geo_dataset(tmp_path / "image.tif", tmp_path / "mask.tif")[
+        WEST : WEST + 32, NORTH - 32 : NORTH
+    ]["mask"].numpy()
+    assert set(np.unique(mask).tolist()) == {0, 1} and mask.sum() == 64
+
+
+def test_datamodule_holds_out_the_east_for_validation(scene) -> None:
+    folder, _ = scene
+    datamodule = BuildingGeoDataModule(
+        str(folder / "image.tif"), str(folder / "buildings.geojson"),
+        val_fraction=0.25, patch_size=8, length=12, batch_size=4,
+    )
+    datamodule.setup("fit")
+    cut = WEST + 24 * RES
+    train_loader, val_loader = datamodule.train_dataloader(), datamodule.val_dataloader()
+    for x, _, _ in train_loader.sampler:
+        assert WEST <= x.start and x.stop <= cut
+    val_patches = list(val_loader.sampler)
+    assert len(val_patches) == 4  # an 8 px wide strip, 32 px tall
+    assert all(x.start >= cut for x, _, _ in val_patches)
+    batch = next(iter(train_loader))
+    assert batch["image"].shape == (4, 1, 8, 8) and batch["mask"].shape == (4, 8, 8)
+    assert set(batch["mask"].unique().tolist()) <= {0, 1, IGNORE_INDEX}
+    val_mask = np.concatenate([b["mask"].numpy().ravel() for b in val_loader])
+    assert val_mask.size == 4 * 64 and (val_mask == 1).sum() == 12 * 6  # the south-east building
+
+
+def test_images_and_labels_that_do_not_overlap(tmp_path, scene) -> None:
+    folder, _ = scene
+    far = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": {
+        "type": "Polygon", "coordinates": [[[0, 0], [0.001, 0], [0.001, 0.001], [0, 0.001], [0, 0]]]}}]}
+    (tmp_path / "far.geojson").write_text(json.dumps(far))
+    with pytest.raises(RuntimeError, match="do not overlap"):
+        building_geo_dataset(folder / "image.tif", tmp_path / "far.geojson")
+
+
+def test_spacenet_sample_through_the_datamodule(data_dir) -> None:
+    folder = data_dir / "geotiff" / "spacenet_atlanta"
+    datamodule = BuildingGeoDataModule(
+        str(folder / "sample_geotiff.tif"), str(folder / "geotiff_labels.geojson"),
+        val_fraction=0.3, patch_size=256, batch_size=2,
+    )
+    datamodule.setup("fit")
+    masks = np.concatenate([b["mask"].numpy().ravel() for b in datamodule.val_dataloader()])
+    images = next(iter(datamodule.train_dataloader()))["image"]
+    assert images.shape == (2, 1, 256, 256) and images.max() > 255  # uint16 panchromatic
+    assert 0.001 < (masks == 1).mean() < 0.5

@@ -1,0 +1,121 @@
+"""UperNet decoder and SegmentationModel: shapes, any size/bands, any timm backbone, freezing,
+stage-wise learning-rate decay and backbone initialisation from a checkpoint file."""
+
+import pytest
+import torch
+from torch import nn
+
+from rsfm.models.upernet import SegmentationModel, UperNetDecoder, _stage_of_parameters
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _tiny(**kwargs) -> SegmentationModel:
+    return SegmentationModel("vitaev2_tiny_test", decoder_channels=8, **kwargs)
+
+
+def test_decoder_fuses_at_finest_resolution() -> None:
+    decoder = UperNetDecoder((4, 8, 16), channels=6).eval()
+    maps = [torch.randn(2, 4, 20, 13), torch.randn(2, 8, 10, 7), torch.randn(2, 16, 5, 4)]
+    assert decoder(maps).shape == (2, 6, 20, 13)
+
+
+def test_decoder_names_the_expected_channels() -> None:
+    decoder = UperNetDecoder((4, 8))
+    with pytest.raises(ValueError, match=r"channels \(4, 8\), got \(4, 9\)"):
+        decoder([torch.randn(1, 4, 8, 8), torch.randn(1, 9, 4, 4)])
+    with pytest.raises(ValueError, match="at least two encoder maps"):
+        UperNetDecoder((4,))
+
+
+@pytest.mark.parametrize("size", [(64, 64), (50, 77), (33, 40)])
+def test_logits_at_input_resolution_for_any_size(size) -> None:
+    model = _tiny().eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, *size)).shape == (2, 1, *size)
+
+
+def test_any_band_count_and_a_clear_error_for_the_wrong_one() -> None:
+    model = _tiny(in_chans=5, num_classes=3).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 5, 40, 40)).shape == (1, 3, 40, 40)
+    with pytest.raises(ValueError, match=r"expected a \(B, 5, H, W\) tensor.*in_chans=3"):
+        model(torch.randn(1, 3, 40, 40))
+
+
+def test_any_timm_backbone() -> None:
+    model = SegmentationModel("resnet18", decoder_channels=8, out_indices=(1, 2, 3, 4)).eval()
+    assert model.decoder.encoder_channels == (64, 128, 256, 512)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 70, 45)).shape == (1, 1, 70, 45)
+
+
+def test_gradients_reach_the_first_backbone_stage() -> None:
+    model = _tiny()
+    model(torch.randn(2, 3, 32, 32)).mean().backward()
+    first = next(model.backbone.parameters())
+    assert first.grad is not None and first.grad.abs().sum() > 0
+
+
+def test_frozen_backbone_does_not_change() -> None:
+    model = _tiny(freeze_backbone=True).train()
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert not model.backbone.training and model.decoder.training
+    backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    head_before = model.head.weight.clone()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model(torch.randn(2, 3, 32, 32)).mean().backward()
+    optimizer.step()
+    for key, value in model.backbone.state_dict().items():  # weights and norm statistics
+        assert torch.equal(value, backbone_before[key]), key
+    assert not torch.equal(model.head.weight, head_before)
+
+
+def test_stage_wise_learning_rate_decay() -> None:
+    model = _tiny()
+    groups = model.param_groups(weight_decay=0.05, layer_decay=0.5)
+    grouped = [p for g in groups for p in g["params"]]
+    assert len(grouped) == len(list(model.parameters())) == len({id(p) for p in grouped})
+    scale_of = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    decay_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    stages = model.backbone.feature_info.module_name()
+    assert len(stages) == 4
+    for name, param in model.named_parameters():
+        if name.startswith("backbone.stages_0."):
+            assert scale_of[id(param)] == 0.5**4, name
+        elif name.startswith("backbone.stages_3."):
+            assert scale_of[id(param)] == 0.5, name
+        elif name.startswith(("decoder.", "head.")):
+            assert scale_of[id(param)] == 1.0, name
+        assert decay_of[id(param)] == (0.05 if param.ndim > 1 else 0.0), name
+    with pytest.raises(ValueError, match="layer_decay"):
+        model.param_groups(0.05, layer_decay=0.0)
+
+
+def test_stage_ids_follow_feature_modules_of_a_getter_wrapper() -> None:
+    model = SegmentationModel(
+        "vit_tiny_patch16_224",
+        decoder_channels=8,
+        out_indices=(2, 5, 8, 11),
+        backbone_kwargs=dict(dynamic_img_size=True),
+    )
+    stage_of, num_stages = _stage_of_parameters(model.backbone)
+    assert num_stages == 4
+    assert stage_of["model.patch_embed.proj.weight"] == 0
+    assert stage_of["model.blocks.2.mlp.fc2.weight"] == 0
+    assert stage_of["model.blocks.3.attn.qkv.weight"] == 1
+    assert stage_of["model.blocks.11.mlp.fc2.weight"] == 3
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 48, 64)).shape == (1, 1, 48, 64)
+
+
+def test_backbone_initialised_from_an_exported_checkpoint(tmp_path) -> None:
+    source = _tiny()
+    nn.init.constant_(next(source.backbone.parameters()), 0.25)
+    state = {f"backbone.{k.replace('stages_', 'stages.')}": v for k, v in source.backbone.state_dict().items()}
+    path = tmp_path / "backbone.pt"
+    torch.save(state, path)
+    model = _tiny(backbone_checkpoint=path)
+    for (key, value), expected in zip(model.backbone.state_dict().items(), source.backbone.state_dict().values()):
+        assert torch.equal(value, expected), key
+    assert torch.all(next(model.backbone.parameters()) == 0.25)

@@ -1,0 +1,163 @@
+"""BuildingSegmentationTask: losses, schedule, metric values on known inputs, overlays,
+checkpoints rebuilt by load_task and resumed training, with a real Lightning Trainer."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
+from PIL import Image
+
+from rsfm.data.buildings import BuildingTileDataModule
+from rsfm.tasks import load_task
+from rsfm.tasks.losses import BinarySegmentationLoss
+from rsfm.tasks.overlays import OVERLAY_COLORS, overlay_grid
+from rsfm.tasks.segmentation import BuildingSegmentationTask, lr_factor
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+TILE = 32
+
+
+def _task(**kwargs) -> BuildingSegmentationTask:
+    args = dict(backbone="vitaev2_tiny_test", decoder_channels=8, lr=1e-3, num_overlays=2)
+    return BuildingSegmentationTask(**dict(args, **kwargs))
+
+
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory) -> tuple:
+    """train/val tile folders (4 tiles each) and the exact building fraction of val."""
+    root = tmp_path_factory.mktemp("tiles")
+    rng = np.random.default_rng(0)
+    buildings = total = 0
+    for split in ("train", "val"):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "masks").mkdir(parents=True)
+        for index in range(4):
+            mask = np.zeros((TILE, TILE), np.uint8)
+            top, left = rng.integers(0, TILE - 12, size=2)
+            mask[top : top + 12, left : left + 6 + index] = 1
+            image = rng.integers(0, 80, size=(TILE, TILE, 3), dtype=np.uint8)
+            image[mask == 1] += 150  # bright roofs
+            Image.fromarray(image).save(root / split / "images" / f"t{index}.png")
+            Image.fromarray(mask * 255).save(root / split / "masks" / f"t{index}.png")
+            if split == "val":
+                buildings, total = buildings + int(mask.sum()), total + mask.size
+    return root, buildings / total
+
+
+def _datamodule(root: Path) -> BuildingTileDataModule:
+    return BuildingTileDataModule(root, patch_size=TILE, batch_size=2, val_batch_size=4)
+
+
+def _trainer(tmp_path: Path, **kwargs) -> Trainer:
+    args = dict(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0,
+    )
+    return Trainer(**dict(args, **kwargs))
+
+
+def test_loss_terms_on_known_values() -> None:
+    logits = torch.zeros(1, 1, 2, 2)
+    target = torch.tensor([[[0, 1], [255, 1]]])
+    loss, terms = BinarySegmentationLoss({"bce": 1.0}, ignore_index=255)(logits, target)
+    assert loss.item() == pytest.approx(math.log(2))
+    perfect = torch.tensor([[[[-20.0, 20.0], [0.0, 20.0]]]])
+    loss, terms = BinarySegmentationLoss({"bce": 0.5, "dice": 2.0, "lovasz": 1.0, "focal": 1.0})(perfect, target)
+    assert set(terms) == {"bce", "dice", "lovasz", "focal"}
+    assert loss.item() == pytest.approx(0.0, abs=1e-5)  # the ignored 0 logit does not count
+    all_ignored, _ = BinarySegmentationLoss({"bce": 1.0, "dice": 1.0})(logits.requires_grad_(), torch.full((1, 2, 2), 255))
+    assert all_ignored.item() == 0.0 and all_ignored.requires_grad
+    with pytest.raises(ValueError, match="unknown loss term"):
+        BinarySegmentationLoss({"jaccard": 1.0})
+
+
+def test_learning_rate_schedule() -> None:
+    assert lr_factor(0, 100, 10, "poly") == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, "poly") == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, "poly") == pytest.approx(0.5)
+    assert lr_factor(55, 100, 10, "cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 100, 0, "cosine", min_lr_ratio=0.1) == pytest.approx(0.1)
+
+
+def test_binary_only_and_schedule_checked() -> None:
+    with pytest.raises(ValueError, match="binary"):
+        _task(class_names=["background", "building", "road"])
+    with pytest.raises(ValueError, match="schedule"):
+        _task(schedule="step")
+
+
+def test_overlay_colours_on_known_pixels() -> None:
+    image = torch.full((1, 3, 2, 2), 100.0)
+    image[0, :, 0, 0] = 0.0  # gives the stretch a range: 0 -> black, 100 -> white
+    target = torch.tensor([[[1, 1], [0, 255]]])
+    prediction = torch.tensor([[[0, 1], [1, 1]]])
+    grid = overlay_grid(image, target, prediction, ignore_index=255)
+    assert grid.shape == (2, 4, 3)
+    assert grid[1, 1].tolist() == [255, 255, 255]  # left panel: the image
+    errors = grid[:, 2:]
+    blend = lambda base, colour: [round(0.5 * base + 0.5 * c) for c in colour]  # noqa: E731
+    assert errors[0, 0].tolist() == blend(0, OVERLAY_COLORS["false_negative"])
+    assert errors[0, 1].tolist() == blend(255, OVERLAY_COLORS["true_positive"])
+    assert errors[1, 0].tolist() == blend(255, OVERLAY_COLORS["false_positive"])
+    assert errors[1, 1].tolist() == [255, 255, 255]  # ignored pixel: not coloured
+
+
+def test_metrics_match_a_known_prediction(tiles, tmp_path) -> None:
+    root, building_fraction = tiles
+    task = _task()
+    with torch.no_grad():  # a model that calls every pixel a building
+        task.model.head.weight.zero_()
+        task.model.head.bias.fill_(10.0)
+    metrics = _trainer(tmp_path).validate(task, datamodule=_datamodule(root), verbose=False)[0]
+    assert metrics["val/recall"] == pytest.approx(1.0)
+    assert metrics["val/precision"] == pytest.approx(building_fraction, rel=1e-4)
+    assert metrics["val/iou"] == pytest.approx(building_fraction, rel=1e-4)
+    expected_f1 = 2 * building_fraction / (1 + building_fraction)
+    assert metrics["val/f1"] == pytest.approx(expected_f1, rel=1e-4)
+    assert metrics["val/loss"] > 1.0  # confident and mostly wrong
+
+
+def test_fit_writes_overlays_and_a_checkpoint_that_rebuilds_the_model(tiles, tmp_path) -> None:
+    root, _ = tiles
+    task = _task(layer_decay=0.8, warmup_steps=1)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    trainer = _trainer(tmp_path, max_epochs=2, callbacks=[checkpoint])
+    trainer.fit(task, datamodule=_datamodule(root))
+    assert trainer.global_step == 4
+
+    overlay = Image.open(tmp_path / "overlays" / "epoch001.png")
+    assert overlay.size == (2 * TILE, 2 * TILE)  # two samples: image | errors
+
+    lrs = sorted({group["initial_lr"] for group in trainer.optimizers[0].param_groups})
+    assert lrs[-1] == pytest.approx(1e-3) and lrs[0] == pytest.approx(1e-3 * 0.8**4)
+
+    rebuilt = load_task(tmp_path / "ckpt" / "last.ckpt")
+    assert type(rebuilt) is BuildingSegmentationTask and rebuilt.hparams.layer_decay == 0.8
+    raw = torch.rand(2, 3, 45, 37) * 255  # any size, raw pixels
+    task.eval()
+    with torch.no_grad():
+        expected = task(task.normalize(raw))
+        assert expected.shape == (2, 1, 45, 37)
+        assert torch.allclose(rebuilt(rebuilt.normalize(raw)), expected, atol=1e-6)
+
+    resumed = _task(layer_decay=0.8, warmup_steps=1)
+    trainer = _trainer(tmp_path, max_epochs=3)
+    trainer.fit(resumed, datamodule=_datamodule(root), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    assert trainer.global_step == 6
+    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 6
+
+
+def test_training_lowers_the_loss(tiles, tmp_path) -> None:
+    root, _ = tiles
+    seed_everything(0)
+    task = _task(lr=3e-3, num_overlays=0)
+    datamodule = _datamodule(root)
+    before = _trainer(tmp_path).validate(task, datamodule=datamodule, verbose=False)[0]["val/loss"]
+    _trainer(tmp_path, max_epochs=12, limit_val_batches=0).fit(task, datamodule=datamodule)
+    after = _trainer(tmp_path).validate(task, datamodule=datamodule, verbose=False)[0]["val/loss"]
+    assert after < 0.9 * before
