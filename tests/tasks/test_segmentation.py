@@ -161,3 +161,24 @@ def test_training_lowers_the_loss(tiles, tmp_path) -> None:
     _trainer(tmp_path, max_epochs=12, limit_val_batches=0).fit(task, datamodule=datamodule)
     after = _trainer(tmp_path).validate(task, datamodule=datamodule, verbose=False)[0]["val/loss"]
     assert after < 0.9 * before
+
+
+def test_bf16_mixed_precision_step(tiles, tmp_path) -> None:
+    root, _ = tiles
+    task = _task(num_overlays=0)
+    trainer = _trainer(tmp_path, precision="bf16-mixed", fast_dev_run=1)
+    trainer.fit(task, datamodule=_datamodule(root))
+    loss = trainer.callback_metrics["train/loss"]
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def test_ddp_metrics_cover_every_rank(tiles, tmp_path) -> None:
+    root, building_fraction = tiles
+    task = _task(num_overlays=0)
+    with torch.no_grad():  # every pixel a building: IoU is the building fraction of all val tiles
+        task.model.head.weight.zero_()
+        task.model.head.bias.fill_(10.0)
+    trainer = _trainer(tmp_path, strategy="ddp_fork", devices=2)
+    metrics = trainer.validate(task, datamodule=BuildingTileDataModule(root, patch_size=TILE, val_batch_size=1))[0]
+    assert trainer.world_size == 2  # each rank saw two of the four tiles
+    assert metrics["val/iou"] == pytest.approx(building_fraction, rel=1e-4)
