@@ -1,0 +1,131 @@
+"""Scene classification datasets (class folders of images) prepared for ``SceneDataModule``.
+
+The prepared folder holds the class folders exactly as published (``OUTPUT/<class>/<file>``,
+nested for Million-AID), so ``SceneDataModule(root=OUTPUT)`` reads it, plus one CSV list per
+part of each split protocol and seed (``split_2-8_seed0_train.csv``) for
+``SceneDataModule(train_list=..., test_list=...)``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Mapping, Sequence, Tuple
+
+from tqdm import tqdm
+
+from rsfm.data.io import read_image
+from rsfm.data.prepare.checks import QUARANTINE, find_failures, quarantine
+from rsfm.data.prepare.report import Report, shorten
+from rsfm.data.prepare.sources import Source, find_folder, place_file
+from rsfm.data.prepare.splits import SplitProtocol, write_split_lists
+from rsfm.data.samples import Sample, scan_class_folders
+
+__all__ = ["SceneDatasetSpec", "prepare_scene_dataset"]
+
+
+@dataclass(frozen=True)
+class SceneDatasetSpec:
+    """What a published scene dataset contains.
+
+    Args:
+        name: dataset name for messages, e.g. ``AID``.
+        class_names: the folders directly below the dataset root (for Million-AID: the 8
+            level-1 classes); they locate the root inside the archive.
+        images_per_class: published image count per folder of ``class_names``; empty when
+            not published.
+        protocols: split protocols to write lists for.
+    """
+
+    name: str
+    class_names: Tuple[str, ...]
+    images_per_class: Mapping[str, int] = field(default_factory=dict)
+    protocols: Tuple[SplitProtocol, ...] = ()
+
+
+def _class_folder_score(class_names: Sequence[str]):
+    expected = set(class_names)
+
+    def score(folder: Path) -> int:
+        return len(expected & {child.name for child in folder.iterdir() if child.is_dir()})
+
+    return score
+
+
+def _check_classes(spec: SceneDatasetSpec, found: Counter, partial: bool, report: Report) -> None:
+    unexpected = sorted(set(found) - set(spec.class_names))
+    missing = sorted(set(spec.class_names) - set(found))
+    if unexpected:
+        report.problem(
+            f"{len(unexpected)} folder(s) are not {spec.name} classes: {shorten(unexpected)}; "
+            "remove them from the source or check that this is the right dataset"
+        )
+    mismatched = [
+        f"{name} {found[name]} (published {count})"
+        for name, count in sorted(spec.images_per_class.items())
+        if name in found and found[name] != count
+    ]
+    if missing:
+        report.mismatch(f"{len(missing)} of the {len(spec.class_names)} classes are missing: {shorten(missing)}", partial)
+    if mismatched:
+        report.mismatch(f"image counts differ from the published ones: {shorten(mismatched)}", partial)
+
+
+def prepare_scene_dataset(
+    spec: SceneDatasetSpec,
+    source: Source,
+    output: Path,
+    seeds: Sequence[int],
+    label_level: int,
+    workers: int,
+    partial: bool,
+    report: Report,
+) -> List[Sample]:
+    """Place the class folders in ``output``, check them and write the split lists.
+
+    Args:
+        spec: what the dataset should contain.
+        source: the extracted download.
+        output: the prepared dataset folder (empty).
+        seeds: one set of split lists per seed.
+        label_level: folder level naming the class in the lists (see
+            ``rsfm.data.scan_class_folders``).
+        workers: threads used to decode every image once.
+        partial: report missing classes and count differences as notes, not problems.
+        report: receives notes and problems. Unreadable images are moved to
+            ``output/.unreadable/`` and reported by name; unknown folders are reported.
+
+    Returns:
+        The readable ``(path, class name)`` samples in ``output`` at ``label_level``.
+
+    Raises:
+        PrepareError: no folder holding the class folders is found.
+        ValueError: an image lies directly in the dataset root, outside any class folder.
+    """
+    class_root = find_folder(
+        source.folder, _class_folder_score(spec.class_names), f"the {spec.name} class folders ({shorten(spec.class_names, 4)})"
+    )
+    found = scan_class_folders(class_root, label_level=1)
+    report.note(f"found {len(found)} images in {len({label for _, label in found})} class folders under {class_root}")
+    _check_classes(spec, Counter(label for _, label in found), partial, report)
+    placed = []
+    for path, _ in tqdm(found, desc=f"{source.transfer} images", unit="file"):
+        target = output / path.relative_to(class_root)
+        place_file(path, target, source.transfer)
+        placed.append(target)
+    failures = find_failures(placed, read_image, workers, "decoding images")
+    if failures:
+        quarantine([path for path, _ in failures], output)
+        report.problem(
+            f"{len(failures)} unreadable image(s) moved to {output / QUARANTINE} (training skips them; "
+            f"download the dataset again to get them back): {shorten([message for _, message in failures])}"
+        )
+    samples = scan_class_folders(output, label_level)
+    classes = len({label for _, label in samples})
+    report.note(f"{len(samples)} readable images in {classes} classes (label_level={label_level}) in {output}")
+    for protocol in spec.protocols:
+        for seed in seeds:
+            written = write_split_lists(output, samples, protocol, seed)
+            report.note(f"split {protocol.name} seed {seed}: wrote {', '.join(path.name for path in written)}")
+    return samples
