@@ -58,7 +58,10 @@ def read_mask(path: Union[str, os.PathLike]) -> np.ndarray:
 
 def _index_folder(folder: Path) -> Dict[str, Path]:
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: folder not found")
+        raise FileNotFoundError(
+            f"{folder}: folder not found; tiles are read from <root>/<split>/<image_dir> and "
+            "<root>/<split>/<mask_dir> (set the datamodule's root, image_dir and mask_dir)"
+        )
     files: Dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in IMAGE_EXTENSIONS:

@@ -70,14 +70,12 @@ class MaskRasters(RasterDataset):
 
 
 class BuildingFootprints(VectorDataset):
-    """Building polygons found at ``paths`` matching ``glob``, rasterised as 1 on 0.
+    """Building polygons found at ``paths`` matching ``glob``, rasterised as 1 on 0 at ``res``
+    (CRS units per pixel)."""
 
-    The resolution is set by the imagery when intersected with it.
-    """
-
-    def __init__(self, paths: Paths, glob: str = "*", crs: Any = None) -> None:
+    def __init__(self, paths: Paths, glob: str = "*", crs: Any = None, res: Any = 1.0) -> None:
         self.filename_glob = glob
-        super().__init__(paths, crs=crs)
+        super().__init__(paths, crs=crs, res=res)
 
 
 def _is_vector(paths: Paths) -> bool:
@@ -154,7 +152,7 @@ def building_geo_dataset(
         crs = CRS.from_user_input(crs)
     imagery = ImageRasters(images, image_glob, crs=crs, res=res)
     if _is_vector(labels):
-        label_dataset: GeoDataset = BuildingFootprints(labels, label_glob, crs=imagery.crs)
+        label_dataset: GeoDataset = BuildingFootprints(labels, label_glob, crs=imagery.crs, res=imagery.res)
         mask_nodata = None
     else:
         label_dataset = MaskRasters(labels, label_glob, crs=imagery.crs, res=imagery.res)
