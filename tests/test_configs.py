@@ -2,10 +2,12 @@
 
 Each config gets command-line overrides that point its data at the shared sample and shrink
 its model, so that the job is exercised in seconds on a CPU. Overrides are ``str.format``
-templates; the placeholders are the keys of ``_placeholders`` below. A new config needs an
-entry in ``CONFIG_OVERRIDES`` (``test_every_config_has_overrides`` fails until it has one).
+templates with the placeholders ``{data_dir}`` (the shared data folder), ``{tmp_path}`` and
+``{tiny_backbone}`` (a vitaev2_tiny_test backbone file). A new config needs an entry in
+``CONFIG_OVERRIDES`` (``test_every_config_has_overrides`` fails until it has one).
 """
 
+import logging
 import sys
 from pathlib import Path
 
@@ -81,12 +83,16 @@ def test_every_config_has_overrides():
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG_OVERRIDES))
-def test_config_fast_dev_run(name, data_dir, tiny_backbone, tmp_path, monkeypatch, capsys):
+def test_config_fast_dev_run(name, data_dir, tiny_backbone, tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)  # logs and checkpoints named in the config land here
     monkeypatch.setattr(sys, "argv", ["rsfm"])  # LightningCLI must see only the args below
     placeholders = dict(data_dir=data_dir, tmp_path=tmp_path, tiny_backbone=tiny_backbone)
     overrides = [override.format(**placeholders) for override in CONFIG_OVERRIDES[name]]
-    status = main(["fit", "--config", str(CONFIGS / name), "--trainer.fast_dev_run=true", *overrides])
+    lightning_logger = logging.getLogger("lightning.pytorch")  # may not propagate to the root logger
+    lightning_logger.addHandler(caplog.handler)
+    try:
+        status = main(["fit", "--config", str(CONFIGS / name), "--trainer.fast_dev_run=true", *overrides])
+    finally:
+        lightning_logger.removeHandler(caplog.handler)
     assert status == 0
-    output = capsys.readouterr()
-    assert "`Trainer.fit` stopped: `max_steps=1` reached." in output.out + output.err
+    assert "`Trainer.fit` stopped: `max_steps=1` reached." in caplog.text

@@ -378,8 +378,8 @@ class SceneDataModule(LightningDataModule):
             chosen = sorted(random.Random(self.hparams.seed).sample(range(len(dataset)), count))
             self._stats = band_statistics(self._readable_images(dataset, chosen))
             rank_zero_info(
-                f"scene data: per-band mean {[round(v, 3) for v in self._stats[0]]}, std "
-                f"{[round(v, 3) for v in self._stats[1]]} from {count} training images "
+                f"scene data: per-band mean {[round(value, 3) for value in self._stats[0]]}, std "
+                f"{[round(value, 3) for value in self._stats[1]]} from {count} training images "
                 "(set data mean/std to reuse them)"
             )
         return self._stats

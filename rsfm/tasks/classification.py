@@ -254,7 +254,7 @@ class SceneClassificationTask(BaseTask):
         if len(images) == 0:
             return None
         logits = self(images)
-        self.log(loss_name, F.cross_entropy(logits, labels), batch_size=len(images), prog_bar=True)
+        self.log(loss_name, F.cross_entropy(logits, labels), batch_size=len(images), prog_bar=True, sync_dist=True)
         metrics.update(logits, labels)
         self.log_dict(metrics, batch_size=len(images), prog_bar=True)
         return logits
@@ -263,7 +263,7 @@ class SceneClassificationTask(BaseTask):
         """Log per-class accuracy; write the confusion matrix (CSV + PNG) into the log folder."""
         per_class = self.test_per_class.compute()
         for name, value in zip(self.class_names, per_class):
-            self.log(f"test_acc_{name}", value)
+            self.log(f"test_acc_{name}", value, sync_dist=True)
         matrix = self.test_confusion.compute().cpu().numpy()
         log_dir = self.trainer.log_dir or self.trainer.default_root_dir  # every rank must ask
         if self.trainer.is_global_zero:
