@@ -11,6 +11,8 @@ import torch
 
 from rsfm.tasks.base import BaseTask, load_task
 
+_PROBE_SIZE = 64
+
 SEGMENTATION = "segmentation"
 CLASSIFICATION = "classification"
 
@@ -62,22 +64,23 @@ class TileModel:
         return self
 
     def probe(self, tile_size: int) -> None:
-        """Run one blank tile to learn whether the task segments or classifies, and how many
-        logits it returns.
+        """Run one small blank image (64 pixels, or ``tile_size`` if smaller) to learn whether
+        the task segments or classifies, and how many logits it returns.
 
         Raises:
-            ValueError: the output is neither (B, K, tile, tile) nor (B, K).
+            ValueError: the output is neither (B, K, H, W) at input size nor (B, K).
         """
-        blank = np.zeros((1, self.in_chans, tile_size, tile_size), dtype=np.float32)
-        logits = self._forward(blank, np.ones((1, tile_size, tile_size), dtype=bool))
-        if logits.ndim == 4 and logits.shape[-2:] == (tile_size, tile_size):
+        size = min(tile_size, _PROBE_SIZE)
+        blank = np.zeros((1, self.in_chans, size, size), dtype=np.float32)
+        logits = self._forward(blank, np.ones((1, size, size), dtype=bool))
+        if logits.ndim == 4 and logits.shape[-2:] == (size, size):
             self.kind = SEGMENTATION
         elif logits.ndim == 2:
             self.kind = CLASSIFICATION
         else:
             raise ValueError(
                 f"{type(self.task).__name__} returned logits of shape {tuple(logits.shape)} for a "
-                f"{tile_size}x{tile_size} tile; expected (B, K, {tile_size}, {tile_size}) for segmentation "
+                f"{size}x{size} image; expected (B, K, {size}, {size}) for segmentation "
                 "or (B, K) for scene classification"
             )
         self.num_outputs = int(logits.shape[1])
@@ -86,7 +89,7 @@ class TileModel:
     def _forward(self, pixels: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         batch = torch.from_numpy(pixels).to(self.device, non_blocking=True)
         valid_mask = torch.from_numpy(valid).to(self.device, non_blocking=True)
-        inputs = self.task.normalize(batch).masked_fill(~valid_mask[:, None], 0.0)
+        inputs = self.task.normalize(batch).masked_fill_(~valid_mask[:, None], 0.0)
         with self._autocast():
             return self.task(inputs).float()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import rasterio
 from affine import Affine
 
 from rsfm.inference.background import Prefetcher, Worker
@@ -24,6 +25,10 @@ from rsfm.inference.vectorize import vector_driver, write_polygons
 from rsfm.inference.writer import OutputSpec, PartialRaster, partial_path
 
 ProgressCallback = Callable[[Path, int, int], None]
+
+GDAL_CACHE_BYTES = 16 * 2**20
+"""GDAL's block cache while predicting. GDAL's default (5% of RAM) lets the cache, and so the
+process, grow with the raster; tiles are read row by row, so a small cache is enough."""
 
 _PRECISIONS = {"32": "32-true", "32-true": "32-true", "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed"}
 
@@ -133,7 +138,9 @@ def _run_tiles(
     progress_callback: Optional[ProgressCallback],
 ) -> None:
     """Predict the tiles not yet written: a reader thread reads, this thread runs the model, a
-    writer thread blends and writes."""
+    writer thread blends and writes. Batches are fixed groups of the tile sequence (see
+    :func:`rsfm.inference.reader.first_batch_tile`), so the tiles of rows before ``first_row`` in the first batch are
+    predicted again and dropped."""
     from tqdm.auto import tqdm
 
     segmentation = model.kind == SEGMENTATION
@@ -147,6 +154,8 @@ def _run_tiles(
         results = list(zip(batch.tiles, probabilities if probabilities is not None else [], batch.valid))
         results += [(tile, None, None) for tile in batch.skipped]
         for (row, col), values, valid in results:
+            if row < first_row:
+                continue  # part of the first batch when resuming: already written
             if accumulator is None:
                 pixel = (values[:, None, None], valid_pixel) if values is not None else (None, nodata_pixel)
                 partial.write(row, col, encoding.encode(*pixel))
@@ -164,8 +173,9 @@ def _run_tiles(
             for batch in batches:
                 probabilities = model(batch.pixels, batch.valid) if batch.tiles else None
                 writer.submit((batch, probabilities))
-                done += len(batch.tiles) + len(batch.skipped)
-                bar.update(len(batch.tiles) + len(batch.skipped))
+                new = sum(1 for row, _ in batch.tiles + batch.skipped if row >= first_row)
+                done += new
+                bar.update(new)
                 if progress_callback is not None:
                     progress_callback(job.source.path, done, total)
     finally:
@@ -269,7 +279,7 @@ def predict_raster(
         overlap: pixels shared by neighbouring tiles (at most ``tile_size // 2``). Tiled
             results equal whole-image inference when the model's receptive-field radius is at
             most ``overlap // 4`` pixels.
-        batch_size: tiles per forward pass (taken along a tile row).
+        batch_size: tiles per forward pass (consecutive tiles in row-major order).
         bands: 1-based input bands to use, in model order (default: all but alpha).
         device: ``cpu``, ``cuda`` or ``auto`` (cuda when available).
         precision: ``32`` or ``bf16`` (mixed precision, CUDA only).
@@ -326,8 +336,8 @@ def predict_raster(
     fabric.launch()
     model.to(fabric.device, fabric.autocast)
     for job in jobs[fabric.global_rank :: fabric.world_size]:
-        results.append(
-            _predict_file(
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # bounds the cache in every thread
+            result = _predict_file(
                 job,
                 model,
                 checkpoint,
@@ -343,7 +353,7 @@ def predict_raster(
                 position=fabric.local_rank,
                 progress_callback=progress_callback,
             )
-        )
+        results.append(result)
     if fabric.world_size > 1:
         fabric.barrier()
     return results

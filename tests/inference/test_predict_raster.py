@@ -58,7 +58,7 @@ def test_output_keeps_grid_crs_and_tiling(tmp_path, conv_checkpoint):
         assert dataset.transform == transform
         assert (dataset.width, dataset.height, dataset.count) == (260, 200, 2)
         assert dataset.dtypes == ("uint8", "uint8") and dataset.nodata == NODATA
-        assert dataset.profile["tiled"] and dataset.compression.name.lower() == "deflate"
+        assert dataset.profile["tiled"] and dataset.compression.name.lower() == "lzw"
         assert dataset.descriptions == ("class", "probability of class")
         classes, probability = dataset.read()
         assert set(np.unique(classes)) <= {0, 1}
