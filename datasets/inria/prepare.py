@@ -35,7 +35,8 @@ VALIDATION_NUMBERS = frozenset(range(1, 6))
 
 EXAMPLE = """  7z x ~/Downloads/aerialimagelabeling.7z.001 -o$HOME/Downloads     # gives NEW2-AerialImageDataset.zip
   python datasets/inria/prepare.py ~/Downloads/NEW2-AerialImageDataset.zip --output data/inria_patches --mode patches
-  python datasets/inria/prepare.py ~/Downloads/AerialImageDataset --output data/inria_austin --mode rasters --areas austin
+  python datasets/inria/prepare.py ~/Downloads/AerialImageDataset --output data/inria_austin \\
+      --mode rasters --areas austin
   python datasets/inria/prepare.py --verify --output data/inria_patches"""
 
 

@@ -43,7 +43,9 @@ LEAF_NAMES = (
 SCAN_LEVEL = {1: 1, 2: 2, 3: -1}
 
 PUBLISHED = (
-    PublishedChecksum("train.zip", "md5", "1b40503cafa9b0601653ca36cd788852", "torchgeo 0.8.1 (MillionAID.md5s['train'])"),
+    PublishedChecksum(
+        "train.zip", "md5", "1b40503cafa9b0601653ca36cd788852", "torchgeo 0.8.1 (MillionAID.md5s['train'])"
+    ),
 )
 
 EXAMPLE = """  python datasets/millionaid/prepare.py ~/Downloads/train.zip --output data/millionaid
@@ -59,7 +61,8 @@ def check_hierarchy(output, partial: bool, report: Report) -> None:
         report.mismatch(f"{len(level2)} level-2 classes, the published hierarchy has {LEVEL2_COUNT}", partial)
     missing, unexpected = sorted(set(LEAF_NAMES) - leaves), sorted(leaves - set(LEAF_NAMES))
     if missing:
-        report.mismatch(f"{len(missing)} of the {len(LEAF_NAMES)} leaf classes are missing: {shorten(missing)}", partial)
+        message = f"{len(missing)} of the {len(LEAF_NAMES)} leaf classes are missing: {shorten(missing)}"
+        report.mismatch(message, partial)
     if unexpected:
         report.problem(f"{len(unexpected)} leaf folder(s) are not Million-AID classes: {shorten(unexpected)}")
 
@@ -78,7 +81,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def prepare(args, sources, report) -> None:
         if not 0 < args.val_fraction < 1:
             raise ValueError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
-        protocol = SplitProtocol(f"level{args.label_level}", train=1 - args.val_fraction, val=args.val_fraction, test=0.0)
+        name, val = f"level{args.label_level}", args.val_fraction
+        protocol = SplitProtocol(name, train=1 - val, val=val, test=0.0)
         spec = SceneDatasetSpec(name="Million-AID", class_names=LEVEL1_NAMES, protocols=(protocol,))
         level = SCAN_LEVEL[args.label_level]
         prepare_scene_dataset(spec, sources[0], args.output, args.seeds, level, args.workers, args.partial, report)

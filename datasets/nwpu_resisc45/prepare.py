@@ -46,7 +46,7 @@ PUBLISHED = (
     ),
 )
 
-EXAMPLE = """  unrar x ~/Downloads/NWPU-RESISC45.rar ~/Downloads/     # or: 7z x ~/Downloads/NWPU-RESISC45.rar -o$HOME/Downloads
+EXAMPLE = """  unrar x ~/Downloads/NWPU-RESISC45.rar ~/Downloads/     # or 7z x NWPU-RESISC45.rar
   python datasets/nwpu_resisc45/prepare.py ~/Downloads/NWPU-RESISC45 --output data/nwpu_resisc45
   python datasets/nwpu_resisc45/prepare.py --verify --output data/nwpu_resisc45"""
 

@@ -81,7 +81,9 @@ EXAMPLE = """  python datasets/spacenet/prepare.py ~/Downloads/SN2_buildings_tra
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 data problems, 2 error)."""
     parser = build_parser("datasets/spacenet/prepare.py", __doc__, EXAMPLE, several_sources=True)
-    parser.add_argument("--product", help="imagery folder, e.g. RGB-PanSharpen, PAN, Pan-Sharpen (default: the only one)")
+    parser.add_argument(
+        "--product", help="imagery folder, e.g. RGB-PanSharpen, PAN, Pan-Sharpen (default: the only one present)"
+    )
     parser.add_argument("--collect", help="keep only image names containing this, e.g. nadir7_catid_1030010003D22F00")
     parser.add_argument("--labels", choices=LABEL_MODES, default="vectors", help="GeoJSON (default) or 0/1 masks")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of locations for validation (0.2)")

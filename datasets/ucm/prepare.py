@@ -34,7 +34,10 @@ SPEC = SceneDatasetSpec(
 
 PUBLISHED = (
     PublishedChecksum(
-        "UCMerced_LandUse.zip", "md5", "5b7ec56793786b6dc8a908e8854ac0e4", "torchgeo 0.8.1 (torchgeo.datasets.UCMerced.md5)"
+        "UCMerced_LandUse.zip",
+        "md5",
+        "5b7ec56793786b6dc8a908e8854ac0e4",
+        "torchgeo 0.8.1 (torchgeo.datasets.UCMerced.md5)",
     ),
 )
 

@@ -105,7 +105,9 @@ def _aid_classes() -> List[str]:
 
 
 def test_aid_zip_to_class_folders_and_2_8_lists(tmp_path, prepare):
-    members = {f"AID/{name}/{name.lower()}_{index}.jpg": _jpeg(index * 20) for name in _aid_classes() for index in range(1, 6)}
+    members = {
+        f"AID/{name}/{name.lower()}_{index}.jpg": _jpeg(index * 20) for name in _aid_classes() for index in range(1, 6)
+    }
     members["AID/Airport/airport_99.jpg"] = _jpeg(1)[:60]  # truncated download
     archive = _zip(tmp_path / "AID.zip", members)
     output = tmp_path / "aid"
@@ -121,7 +123,8 @@ def test_aid_zip_to_class_folders_and_2_8_lists(tmp_path, prepare):
     assert module.class_names == sorted(_aid_classes())
     assert (len(module.datasets["train"]), len(module.datasets["test"])) == (30, 120)
     in_memory = SceneDataModule(root=str(output), split=[0.2, 0.0, 0.8], seed=0)
-    assert [str(path) for path, _ in in_memory.split_samples("train")] == [str(output / p) for p in _list_paths(train)]
+    listed = [str(output / name) for name in _list_paths(train)]
+    assert [str(path) for path, _ in in_memory.split_samples("train")] == listed
     assert len(_list_paths(output / "split_5-5_seed0_train.csv")) == 30 * 2  # round(2.5) == 2 per class
     readme_module = _datamodule_from_readme("aid", {"data/aid": output})
     readme_module.setup()
@@ -181,7 +184,9 @@ def test_nwpu_rar_is_refused_with_the_extract_command_and_folder_is_linked(tmp_p
         for index in range(1, 11):
             (extracted / name / f"{name}_{index:03d}.jpg").write_bytes(_jpeg(index * 10))
     output = tmp_path / "nwpu"
-    result = prepare("nwpu_resisc45", tmp_path / "download", "--output", output, "--link", "--partial", "--seeds", "0", "1")
+    result = prepare(
+        "nwpu_resisc45", tmp_path / "download", "--output", output, "--link", "--partial", "--seeds", "0", "1"
+    )
 
     assert result.code == 0, result.out
     assert (extracted / "ship" / "ship_001.jpg").is_file()  # the user's folder is left alone
@@ -194,6 +199,9 @@ def test_nwpu_rar_is_refused_with_the_extract_command_and_folder_is_linked(tmp_p
         module.setup()
         assert (len(module.datasets["train"]), len(module.datasets["test"])) == (45, 405)
     assert _list_paths(output / "split_2-8_seed0_train.csv") != _list_paths(output / "split_2-8_seed1_train.csv")
+    readme_module = _datamodule_from_readme("nwpu_resisc45", {"data/nwpu_resisc45": output})
+    readme_module.setup()
+    assert (len(readme_module.datasets["train"]), len(readme_module.datasets["test"])) == (90, 360)
 
 
 # A hierarchy with the published counts: 8 level-1, 28 level-2 and 51 leaf classes; level-2
@@ -214,7 +222,9 @@ MILLIONAID_TREE = {
         "leisure_land": ["swimming_pool"],
         "religious_land": ["church"],
         "special_land": ["cemetery"],
-        "sports_land": ["basketball_court", "tennis_court", "baseball_field", "ground_track_field", "golf_course", "stadium"],
+        "sports_land": [
+            "basketball_court", "tennis_court", "baseball_field", "ground_track_field", "golf_course", "stadium"
+        ],
     },
     "residential_land": {"apartment": [], "detached_house": [], "mobile_home_park": []},
     "transportation_land": {
@@ -223,7 +233,9 @@ MILLIONAID_TREE = {
         "port_area": ["pier"],
         "railway_area": ["train_station", "railway"],
     },
-    "unutilized_land": {name: [] for name in ("rock_land", "bare_land", "ice_land", "island", "desert", "sparse_shrub_land")},
+    "unutilized_land": {
+        name: [] for name in ("rock_land", "bare_land", "ice_land", "island", "desert", "sparse_shrub_land")
+    },
     "water_area": {"beach": [], "lake": [], "river": [], "dam": []},
 }
 
@@ -356,7 +368,8 @@ def _inria_folder(root: Path) -> Path:
             mask[0, 10:30, 5:15] = 255
             _write_geotiff(dataset / "train" / "images" / f"{city}{number}.tif", image, crs, transform)
             _write_geotiff(dataset / "train" / "gt" / f"{city}{number}.tif", mask, crs, transform)
-    _write_geotiff(dataset / "test" / "images" / "bellingham1.tif", np.ones((3, 40, 40), np.uint8), "EPSG:26910", Affine(0.3, 0, 5e5, 0, -0.3, 5e6))
+    test_tile = dataset / "test" / "images" / "bellingham1.tif"
+    _write_geotiff(test_tile, np.ones((3, 40, 40), np.uint8), "EPSG:26910", Affine(0.3, 0, 5e5, 0, -0.3, 5e6))
     return root
 
 
@@ -366,7 +379,9 @@ def test_inria_patches_keep_georeferencing(tmp_path, prepare):
     _zip(archive, {path.relative_to(download).as_posix(): path.read_bytes() for path in download.rglob("*.tif")})
     output = tmp_path / "inria_patches"
 
-    result = prepare("inria", archive, "--output", output, "--mode", "patches", "--patch-size", "16", "--partial", "--skip-checksum")
+    result = prepare(
+        "inria", archive, "--output", output, "--mode", "patches", "--patch-size", "16", "--partial", "--skip-checksum"
+    )
 
     assert result.code == 0, result.out
     assert "EPSG:31256" in result.out
@@ -411,9 +426,11 @@ def _spacenet2_tarball(path: Path, chips: int = 6) -> Path:
         chip = f"AOI_2_Vegas_img{index}"
         for product, bands in (("RGB-PanSharpen", 3), ("PAN", 1)):
             data = np.full((bands, 32, 32), 300 + index, dtype=np.uint16)
-            _write_geotiff(folder / "AOI_2_Vegas_Train" / product / f"{product}_{chip}.tif", data, "EPSG:4326", transform)
+            image = folder / "AOI_2_Vegas_Train" / product / f"{product}_{chip}.tif"
+            _write_geotiff(image, data, "EPSG:4326", transform)
         # two buildings in opposite corners: torchgeo samples only inside the footprints' extent
-        features = [_footprint(west + 3e-6, north - 3e-6), _footprint(west + 6e-5, north - 6e-5)] if index < chips else []
+        corners = [_footprint(west + 3e-6, north - 3e-6), _footprint(west + 6e-5, north - 6e-5)]
+        features = corners if index < chips else []
         labels = folder / "AOI_2_Vegas_Train" / "geojson" / "buildings" / f"buildings_{chip}.geojson"
         labels.parent.mkdir(parents=True, exist_ok=True)
         labels.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
@@ -428,7 +445,8 @@ def test_spacenet2_vectors_feed_the_geo_datamodule(tmp_path, prepare):
     assert ambiguous.code == 2 and "PAN" in ambiguous.err and "RGB-PanSharpen" in ambiguous.err
 
     output = tmp_path / "spacenet_vegas"
-    result = prepare("spacenet", tarball, "--output", output, "--product", "RGB-PanSharpen", "--skip-checksum", "--val-fraction", "0.34")
+    options = ["--product", "RGB-PanSharpen", "--skip-checksum", "--val-fraction", "0.34"]
+    result = prepare("spacenet", tarball, "--output", output, *options)
 
     assert result.code == 0, result.out
     assert "1 chip(s) have no buildings" in result.out
@@ -460,7 +478,9 @@ def test_spacenet4_collects_need_one_per_location_for_vectors_or_masks(tmp_path,
     refused = prepare("spacenet", download, "--output", tmp_path / "refused")
     assert refused.code == 2 and "--collect" in refused.err
 
-    chosen = prepare("spacenet", download, "--output", tmp_path / "nadir7", "--collect", "nadir7", "--val-fraction", "0")
+    chosen = prepare(
+        "spacenet", download, "--output", tmp_path / "nadir7", "--collect", "nadir7", "--val-fraction", "0"
+    )
     assert chosen.code == 0, chosen.out
     assert [path.name for path in (tmp_path / "nadir7" / "train" / "labels").iterdir()] == [
         "Atlanta_nadir7_catid_1030010003D22F00_733601_3724689.geojson"
@@ -481,18 +501,31 @@ def test_spacenet4_collects_need_one_per_location_for_vectors_or_masks(tmp_path,
             assert mask.read(1)[row, col] == 1
         building_share = float(mask.read(1).mean())
     chip_area = 450.0 * 450.0  # 900 px at 0.5 m
-    assert building_share == pytest.approx(footprints.clip((733601, 3724689, 734051, 3725139)).area.sum() / chip_area, rel=0.05)
+    footprint_area = footprints.clip((733601, 3724689, 734051, 3725139)).area.sum()
+    assert building_share == pytest.approx(footprint_area / chip_area, rel=0.05)
 
 
 def test_patch_windows_cover_the_raster_inside_its_bounds():
     windows = list(patch_windows(40, 33, 16))
     assert len(windows) == 9
-    assert all(0 <= w.col_off <= 24 and 0 <= w.row_off <= 17 and w.width == w.height == 16 for _, _, w in windows)
+    assert all(
+        0 <= window.col_off <= 24 and 0 <= window.row_off <= 17 and window.width == window.height == 16
+        for _, _, window in windows
+    )
     covered = np.zeros((33, 40), dtype=bool)
     for _, _, window in windows:
         covered[window.row_off : window.row_off + 16, window.col_off : window.col_off + 16] = True
     assert covered.all()
-    assert [(w.width, w.height) for _, _, w in patch_windows(10, 12, 16)] == [(10, 12)]
+    assert [(window.width, window.height) for _, _, window in patch_windows(10, 12, 16)] == [(10, 12)]
+
+
+def test_every_dataset_has_a_script_and_readme_indexed_at_the_top():
+    index = (DATASETS / "README.md").read_text()
+    names = ["aid", "ucm", "nwpu_resisc45", "millionaid", "whu_building", "inria", "spacenet"]
+    for name in names:
+        assert (DATASETS / name / "prepare.py").is_file() and f"]({name}/README.md)" in index
+    assert "](samples/README.md)" in index
+    assert not list(DATASETS.rglob("__init__.py"))  # datasets/ is not an importable package
 
 
 def test_help_shows_an_example(prepare):

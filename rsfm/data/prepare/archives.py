@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from rsfm.data.prepare.report import PrepareError
 
-__all__ = ["ARCHIVE_SUFFIXES", "UnsafeArchiveError", "extract_archive", "is_archive"]
+__all__ = ["ARCHIVE_SUFFIXES", "UnsafeArchiveError", "check_archive_type", "extract_archive", "is_archive"]
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
@@ -42,7 +42,9 @@ def is_archive(path: Path) -> bool:
     return path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def _check_not_foreign(archive: Path) -> None:
+def check_archive_type(archive: Path) -> None:
+    """Raise ``PrepareError`` unless ``archive`` is a zip or tar file name; for RAR and 7z the
+    message gives the command that extracts them."""
     suffixes = [suffix.lower() for suffix in archive.suffixes]
     for suffix, command in _EXTRACT_FIRST.items():
         if suffix in suffixes:
@@ -110,7 +112,7 @@ def extract_archive(archive: Union[str, os.PathLike], destination: Union[str, os
     archive, destination = Path(archive), Path(destination)
     if not archive.is_file():
         raise PrepareError(f"{archive}: file not found")
-    _check_not_foreign(archive)
+    check_archive_type(archive)
     destination.mkdir(parents=True, exist_ok=True)
     try:
         if archive.name.lower().endswith(".zip"):

@@ -95,7 +95,8 @@ def write_manifest(root: Union[str, os.PathLike]) -> Path:
     root = Path(root)
     files = _listed_files(root)
     lines = []
-    with tqdm(total=sum(path.stat().st_size for path in files), desc="sha256 manifest", unit="B", unit_scale=True) as bar:
+    total = sum(path.stat().st_size for path in files)
+    with tqdm(total=total, desc="sha256 manifest", unit="B", unit_scale=True) as bar:
         for path in files:
             lines.append(f"{file_digest(path, 'sha256', bar)}  {path.relative_to(root).as_posix()}\n")
     manifest = root / MANIFEST_NAME
@@ -133,7 +134,8 @@ def verify_manifest(root: Union[str, os.PathLike]) -> List[str]:
     extra = sorted(present.keys() - expected.keys())
     checked = sorted(expected.keys() & present.keys())
     modified = []
-    with tqdm(total=sum(present[name].stat().st_size for name in checked), desc="sha256 verify", unit="B", unit_scale=True) as bar:
+    total = sum(present[name].stat().st_size for name in checked)
+    with tqdm(total=total, desc="sha256 verify", unit="B", unit_scale=True) as bar:
         for name in checked:
             if file_digest(present[name], "sha256", bar) != expected[name]:
                 modified.append(name)

@@ -54,7 +54,9 @@ def _find_images(sources: Sequence[Source], product: Optional[str]) -> Tuple[str
         product = next(iter(products))
     images = [path for path in rasters if path.parent.name == product]
     if not images:
-        raise PrepareError(f"no {product}/ folder of .tif chips in the sources (products found: {shorten(sorted(products))})")
+        raise PrepareError(
+            f"no {product}/ folder of .tif chips in the sources (products found: {shorten(sorted(products))})"
+        )
     return product, images
 
 
@@ -72,7 +74,8 @@ def pair_chips(images: Sequence[Path], labels: Sequence[Path], product: str) -> 
     for image in images:
         name = image.stem[len(product) + 1 :] if image.stem.startswith(f"{product}_") else image.stem
         parts = name.split("_")
-        location = next(("_".join(parts[start:]) for start in range(len(parts)) if "_".join(parts[start:]) in by_location), None)
+        suffixes = ("_".join(parts[start:]) for start in range(len(parts)))
+        location = next((suffix for suffix in suffixes if suffix in by_location), None)
         if location is None:
             unpaired.append(image)
         else:
@@ -80,8 +83,12 @@ def pair_chips(images: Sequence[Path], labels: Sequence[Path], product: str) -> 
     return chips, unpaired
 
 
-def _footprint_counts(chips: Sequence[Chip], workers: int, report: Report) -> Dict[Path, int]:
-    """Read every image and label file once; drop (and report) chips that fail."""
+def _read_chips(chips: Sequence[Chip], workers: int, report: Report) -> Tuple[List[Chip], Dict[Path, int]]:
+    """Read every image and footprint file once.
+
+    Returns:
+        (the chips that read, footprints per label file); failing chips are reported by name.
+    """
     import geopandas
 
     counts: Dict[Path, int] = {}
@@ -98,8 +105,10 @@ def _footprint_counts(chips: Sequence[Chip], workers: int, report: Report) -> Di
 
     failures = find_failures(chips, check, workers, "reading chips and footprints")
     if failures:
-        report.problem(f"{len(failures)} chip(s) could not be read and were left out: {shorten([message for _, message in failures])}")
-    return counts
+        messages = [message for _, message in failures]
+        report.problem(f"{len(failures)} chip(s) could not be read and were left out: {shorten(messages)}")
+    failed = {chip.name for chip, _ in failures}
+    return [chip for chip in chips if chip.name not in failed], counts
 
 
 def _check_one_chip_per_location(chips: Sequence[Chip]) -> None:
@@ -165,13 +174,14 @@ def prepare_chips(
     chips, unpaired = pair_chips(images, labels, product)
     report.note(f"{len(chips)} {product} chips paired with footprints from {len(labels)} label files")
     if unpaired:
-        report.problem(f"{len(unpaired)} image(s) have no footprint file and were left out: {shorten([path.name for path in unpaired])}")
+        names = [path.name for path in unpaired]
+        report.problem(f"{len(unpaired)} image(s) have no footprint file and were left out: {shorten(names)}")
     if label_mode == "vectors":
         _check_one_chip_per_location(chips)
-    counts = _footprint_counts(chips, workers, report)
-    chips = [chip for chip in chips if chip.labels in counts]
+    chips, counts = _read_chips(chips, workers, report)
     locations = sorted({chip.location for chip in chips})
-    train, val = stratified_split([(Path(location), "chips") for location in locations], [1 - val_fraction, val_fraction], seed)
+    places = [(Path(location), "chips") for location in locations]
+    train, val = stratified_split(places, [1 - val_fraction, val_fraction], seed)
     split_of = {str(path): "train" for path, _ in train} | {str(path): "val" for path, _ in val}
     transfers = {source.transfer for source in sources}
     transfer = transfers.pop() if len(transfers) == 1 else "copy"
@@ -186,7 +196,8 @@ def prepare_chips(
             rasterize_footprints(chip.labels, image, output / split / "masks" / f"{chip.name}.tif")
         per_split[split] += 1
     empty = sum(1 for chip in chips if counts[chip.labels] == 0)
-    report.note(f"train {per_split['train']} / val {per_split['val']} chips ({len(locations)} locations, seed {seed}) in {output}")
+    counts_text = f"train {per_split['train']} / val {per_split['val']} chips"
+    report.note(f"{counts_text} ({len(locations)} locations, seed {seed}) in {output}")
     if empty and label_mode == "vectors":
         report.note(
             f"{empty} chip(s) have no buildings: torchgeo indexes a footprint file by the extent of its "

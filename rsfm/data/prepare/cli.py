@@ -17,7 +17,7 @@ from typing import Callable, List, Optional, Sequence
 
 from rsfm.data.prepare.checksums import MANIFEST_NAME, PublishedChecksum, verify_manifest, write_manifest
 from rsfm.data.prepare.report import PrepareError, Report
-from rsfm.data.prepare.sources import Source, open_source
+from rsfm.data.prepare.sources import Source, check_source, open_source
 
 __all__ = ["Prepare", "build_parser", "run"]
 
@@ -68,7 +68,7 @@ def build_parser(
     )
     if seeds:
         parser.add_argument(
-            "--seeds", type=int, nargs="+", default=[0], help="split seeds; one set of split lists per seed (default: 0)"
+            "--seeds", type=int, nargs="+", default=[0], help="split seeds, one set of lists per seed (default: 0)"
         )
     return parser
 
@@ -118,6 +118,8 @@ def run(
         paths = args.source if isinstance(args.source, list) else [args.source] if args.source else []
         if not paths:
             parser.error("give the downloaded archive or its extracted folder (or --verify to check --output)")
+        for path in paths:
+            check_source(path)
         _check_output(args.output)
         args.output.mkdir(parents=True, exist_ok=True)
         started = True
@@ -133,6 +135,6 @@ def run(
         return report.finish()
     except (PrepareError, ValueError, OSError) as error:
         print(f"{title}: error: {error}", file=sys.stderr)
-        if started:
+        if started and any(args.output.iterdir()):
             print(f"{title}: {args.output} is incomplete; delete it before running again", file=sys.stderr)
         return 2

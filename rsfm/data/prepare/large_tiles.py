@@ -31,7 +31,9 @@ _TILE_NAME = re.compile(r"^(?P<area>.*?)(?P<number>\d+)$")
 
 
 def _tif_files(folder: Path) -> List[Path]:
-    return sorted(path for path in folder.glob("*") if path.suffix.lower() in (".tif", ".tiff")) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if path.suffix.lower() in (".tif", ".tiff"))
 
 
 def _check_pair(pair: Tuple[Path, Path]) -> None:
@@ -91,11 +93,13 @@ def prepare_large_tiles(
         source.folder,
         lambda folder: int((folder / "train" / image_dir).is_dir()) + int((folder / "train" / mask_dir).is_dir()),
         f"train/{image_dir} and train/{mask_dir}",
+        perfect=2,
     )
     labelled, unlabelled = _tif_files(root / "train" / image_dir), _tif_files(root / "test" / image_dir)
     for split, files in (("train", labelled), ("test", unlabelled)):
         if split in published and len(files) != published[split]:
-            report.mismatch(f"{split}/{image_dir}: {len(files)} tiles, the published dataset has {published[split]}", partial)
+            message = f"{split}/{image_dir}: {len(files)} tiles, the published dataset has {published[split]}"
+            report.mismatch(message, partial)
     unnamed = [path.name for path in labelled + unlabelled if not _TILE_NAME.match(path.stem)]
     if unnamed:
         raise PrepareError(f"{root}: tile names without a number (expected <area><number>.tif): {shorten(unnamed)}")
@@ -111,11 +115,12 @@ def prepare_large_tiles(
     pairs = [(image, mask) for image, mask in pairs if mask.is_file()]
     failures = find_failures(pairs, _check_pair, workers, "reading tiles and masks")
     if failures:
-        report.problem(f"{len(failures)} tile pair(s) could not be used and were left out: {shorten([message for _, message in failures])}")
+        messages = [message for _, message in failures]
+        report.problem(f"{len(failures)} tile pair(s) could not be used and were left out: {shorten(messages)}")
     bad = {pair for pair, _ in failures}
     pairs = [pair for pair in pairs if pair not in bad]
     crs_by_area = _area_crs([image for image, _ in pairs])
-    report.note("CRS per area: " + "; ".join(f"{area} {', '.join(sorted(crs))}" for area, crs in sorted(crs_by_area.items())))
+    report.note("CRS per area: " + "; ".join(f"{area} {', '.join(sorted(crs))}" for area, crs in crs_by_area.items()))
     if mode == "rasters" and len(set().union(*crs_by_area.values())) > 1:
         report.note(
             "the areas use different CRSs: the geo datamodule reprojects everything to one CRS, so train "

@@ -67,7 +67,8 @@ def _check_classes(spec: SceneDatasetSpec, found: Counter, partial: bool, report
         if name in found and found[name] != count
     ]
     if missing:
-        report.mismatch(f"{len(missing)} of the {len(spec.class_names)} classes are missing: {shorten(missing)}", partial)
+        message = f"{len(missing)} of the {len(spec.class_names)} classes are missing: {shorten(missing)}"
+        report.mismatch(message, partial)
     if mismatched:
         report.mismatch(f"image counts differ from the published ones: {shorten(mismatched)}", partial)
 
@@ -103,9 +104,8 @@ def prepare_scene_dataset(
         PrepareError: no folder holding the class folders is found.
         ValueError: an image lies directly in the dataset root, outside any class folder.
     """
-    class_root = find_folder(
-        source.folder, _class_folder_score(spec.class_names), f"the {spec.name} class folders ({shorten(spec.class_names, 4)})"
-    )
+    what = f"the {spec.name} class folders ({shorten(spec.class_names, 4)})"
+    class_root = find_folder(source.folder, _class_folder_score(spec.class_names), what, len(spec.class_names))
     found = scan_class_folders(class_root, label_level=1)
     report.note(f"found {len(found)} images in {len({label for _, label in found})} class folders under {class_root}")
     _check_classes(spec, Counter(label for _, label in found), partial, report)

@@ -6,13 +6,13 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Sequence
+from typing import Callable, List, Optional, Sequence
 
-from rsfm.data.prepare.archives import extract_archive
+from rsfm.data.prepare.archives import check_archive_type, extract_archive
 from rsfm.data.prepare.checksums import PublishedChecksum, check_published_checksum
 from rsfm.data.prepare.report import PrepareError, Report
 
-__all__ = ["Source", "find_folder", "open_source", "place_file"]
+__all__ = ["Source", "check_source", "find_folder", "open_source", "place_file"]
 
 TRANSFERS = ("move", "copy", "link")
 
@@ -29,6 +29,14 @@ class Source:
 
     folder: Path
     transfer: str
+
+
+def check_source(path: Path) -> None:
+    """Raise ``PrepareError`` unless ``path`` is a folder or a zip/tar archive (see ``check_archive_type``)."""
+    if not path.exists():
+        raise PrepareError(f"{path}: not found; pass the downloaded archive or the folder it was extracted to")
+    if not path.is_dir():
+        check_archive_type(path)
 
 
 def open_source(
@@ -50,15 +58,13 @@ def open_source(
         report: receives notes.
 
     Raises:
-        PrepareError: see ``extract_archive`` and ``check_published_checksum``; also when
-            ``path`` does not exist.
+        PrepareError: see ``check_source``, ``extract_archive`` and ``check_published_checksum``.
     """
     path = Path(path)
+    check_source(path)
     if path.is_dir():
         report.note(f"reading the extracted folder {path} ({'hard links' if link else 'copies'}; it is left unchanged)")
         return Source(path, "link" if link else "copy")
-    if not path.exists():
-        raise PrepareError(f"{path}: not found; pass the downloaded archive or the folder it was extracted to")
     if not skip_checksum:
         check_published_checksum(path, published, report)
     extract_archive(path, work_dir)
@@ -87,7 +93,7 @@ def place_file(source: Path, target: Path, transfer: str) -> None:
         raise ValueError(f"transfer must be one of {TRANSFERS}, got {transfer!r}")
 
 
-def find_folder(root: Path, score: Callable[[Path], int], what: str) -> Path:
+def find_folder(root: Path, score: Callable[[Path], int], what: str, perfect: Optional[int] = None) -> Path:
     """The folder at or below ``root`` that ``score`` rates highest (the shallowest on ties).
 
     Archives wrap the data in one or more folders whose names differ between releases
@@ -98,13 +104,15 @@ def find_folder(root: Path, score: Callable[[Path], int], what: str) -> Path:
         root: where to search.
         score: how well a folder matches; 0 means not at all.
         what: what is looked for, for the error message.
+        perfect: the highest possible score; the search stops at the first folder reaching
+            it instead of listing the whole tree (a million-image archive).
 
     Raises:
         PrepareError: no folder scores above 0.
     """
     best, best_score = root, score(root)
     level: List[Path] = [root]
-    while level:
+    while level and best_score != perfect:
         children = sorted(
             child for folder in level for child in folder.iterdir()
             if child.is_dir() and not child.name.startswith((".", "__MACOSX"))
@@ -113,6 +121,8 @@ def find_folder(root: Path, score: Callable[[Path], int], what: str) -> Path:
             child_score = score(child)
             if child_score > best_score:
                 best, best_score = child, child_score
+                if best_score == perfect:
+                    break
         level = children
     if best_score <= 0:
         raise PrepareError(f"{root}: no folder holding {what} found; pass the archive or the folder that holds them")

@@ -98,9 +98,8 @@ def prepare_tile_pairs(
     Raises:
         PrepareError: no folder holding the split folders is found.
     """
-    root = find_folder(
-        source.folder, _split_score(splits, image_dir, mask_dir), f"{'/'.join(splits)} folders with {image_dir}/ and {mask_dir}/"
-    )
+    what = f"{'/'.join(splits)} folders with {image_dir}/ and {mask_dir}/"
+    root = find_folder(source.folder, _split_score(splits, image_dir, mask_dir), what, len(splits))
     counts: Dict[str, int] = {}
     for split, published in splits.items():
         if not (root / split / image_dir).is_dir():
