@@ -6,10 +6,11 @@ for the 2:8 and 5:5 protocols (20 % / 50 % of each class for training, the rest 
 testing; stratified, seeded) and MANIFEST.sha256. See datasets/aid/README.md.
 """
 
+import argparse
 import sys
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
-from rsfm.data.prepare import SceneDatasetSpec, SplitProtocol, build_parser, prepare_scene_dataset, run
+from rsfm.data.prepare import Report, SceneDatasetSpec, Source, SplitProtocol, build_parser, prepare_scene_dataset, run
 
 # Xia et al. 2017, Table II: images per class (10,000 in all)
 IMAGES_PER_CLASS = {
@@ -37,7 +38,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 data problems, 2 error)."""
     parser = build_parser("datasets/aid/prepare.py", __doc__, EXAMPLE, seeds=True)
 
-    def prepare(args, sources, report) -> None:
+    def prepare(args: argparse.Namespace, sources: List[Source], report: Report) -> None:
         prepare_scene_dataset(SPEC, sources[0], args.output, args.seeds, -1, args.workers, args.partial, report)
 
     return run(parser, prepare, "AID", argv=argv)

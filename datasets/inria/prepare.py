@@ -18,10 +18,11 @@ training. The 180 unlabelled test tiles go to test/images for prediction.
 Writes MANIFEST.sha256. See datasets/inria/README.md.
 """
 
+import argparse
 import sys
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
-from rsfm.data.prepare import PublishedChecksum, build_parser, prepare_large_tiles, run
+from rsfm.data.prepare import PublishedChecksum, Report, Source, build_parser, prepare_large_tiles, run
 from rsfm.data.prepare.large_tiles import TILE_MODES
 
 PUBLISHED = (
@@ -47,7 +48,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--patch-size", type=int, default=512, help="patch side in pixels (default 512)")
     parser.add_argument("--areas", nargs="+", help="keep only these cities, e.g. austin vienna (default: all)")
 
-    def prepare(args, sources, report) -> None:
+    def prepare(args: argparse.Namespace, sources: List[Source], report: Report) -> None:
         if args.patch_size < 1:
             raise ValueError(f"--patch-size must be a positive number of pixels, got {args.patch_size}")
         prepare_large_tiles(

@@ -9,13 +9,16 @@ chosen label level (split_level<N>_seed<S>_{train,val}.csv) and MANIFEST.sha256.
 datasets/millionaid/README.md.
 """
 
+import argparse
 import sys
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import List, Optional, Sequence
 
 from rsfm.data.prepare import (
     PublishedChecksum,
     Report,
     SceneDatasetSpec,
+    Source,
     SplitProtocol,
     build_parser,
     prepare_scene_dataset,
@@ -53,7 +56,7 @@ EXAMPLE = """  python datasets/millionaid/prepare.py ~/Downloads/train.zip --out
   python datasets/millionaid/prepare.py --verify --output data/millionaid"""
 
 
-def check_hierarchy(output, partial: bool, report: Report) -> None:
+def check_hierarchy(output: Path, partial: bool, report: Report) -> None:
     """Compare the level-2 count and the leaf class names with the published hierarchy."""
     level2 = {label for _, label in scan_class_folders(output, 2)}
     leaves = {label for _, label in scan_class_folders(output, -1)}
@@ -78,7 +81,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--val-fraction", type=float, default=0.1, help="share of each class held out for validation (default 0.1)"
     )
 
-    def prepare(args, sources, report) -> None:
+    def prepare(args: argparse.Namespace, sources: List[Source], report: Report) -> None:
         if not 0 < args.val_fraction < 1:
             raise ValueError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
         name, val = f"level{args.label_level}", args.val_fraction

@@ -8,12 +8,15 @@ training, the rest for testing; stratified, seeded) and MANIFEST.sha256. See
 datasets/nwpu_resisc45/README.md.
 """
 
+import argparse
 import sys
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from rsfm.data.prepare import (
     PublishedChecksum,
+    Report,
     SceneDatasetSpec,
+    Source,
     SplitProtocol,
     build_parser,
     prepare_scene_dataset,
@@ -55,7 +58,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 data problems, 2 error)."""
     parser = build_parser("datasets/nwpu_resisc45/prepare.py", __doc__, EXAMPLE, seeds=True)
 
-    def prepare(args, sources, report) -> None:
+    def prepare(args: argparse.Namespace, sources: List[Source], report: Report) -> None:
         prepare_scene_dataset(SPEC, sources[0], args.output, args.seeds, -1, args.workers, args.partial, report)
 
     return run(parser, prepare, "NWPU-RESISC45", PUBLISHED, argv)

@@ -19,10 +19,11 @@ tarballs have no labels and are not read. Writes MANIFEST.sha256. See
 datasets/spacenet/README.md.
 """
 
+import argparse
 import sys
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
-from rsfm.data.prepare import PublishedChecksum, build_parser, prepare_chips, run
+from rsfm.data.prepare import PublishedChecksum, Report, Source, build_parser, prepare_chips, run
 from rsfm.data.prepare.chips import LABEL_MODES
 
 _TORCHGEO = "torchgeo 0.8.1 ({}.md5s)"
@@ -89,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of locations for validation (0.2)")
     parser.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
 
-    def prepare(args, sources, report) -> None:
+    def prepare(args: argparse.Namespace, sources: List[Source], report: Report) -> None:
         prepare_chips(
             sources, args.output, args.product, args.collect, args.labels, args.val_fraction, args.seed,
             args.workers, report,

@@ -7,12 +7,15 @@ for training, 20 % for testing; stratified, seeded) and MANIFEST.sha256. See
 datasets/ucm/README.md.
 """
 
+import argparse
 import sys
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from rsfm.data.prepare import (
     PublishedChecksum,
+    Report,
     SceneDatasetSpec,
+    Source,
     SplitProtocol,
     build_parser,
     prepare_scene_dataset,
@@ -49,7 +52,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 data problems, 2 error)."""
     parser = build_parser("datasets/ucm/prepare.py", __doc__, EXAMPLE, seeds=True)
 
-    def prepare(args, sources, report) -> None:
+    def prepare(args: argparse.Namespace, sources: List[Source], report: Report) -> None:
         prepare_scene_dataset(SPEC, sources[0], args.output, args.seeds, -1, args.workers, args.partial, report)
 
     return run(parser, prepare, "UCM", PUBLISHED, argv)

@@ -9,10 +9,11 @@ that masks are 0/255 or 0/1, and the published counts (train 4,736, val 1,036, t
 Writes MANIFEST.sha256. See datasets/whu_building/README.md.
 """
 
+import argparse
 import sys
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
-from rsfm.data.prepare import build_parser, prepare_tile_pairs, run
+from rsfm.data.prepare import Report, Source, build_parser, prepare_tile_pairs, run
 
 # Ji et al. 2019: the cropped aerial tiles per split
 PUBLISHED_PAIRS = {"train": 4736, "val": 1036, "test": 2416}
@@ -26,7 +27,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 data problems, 2 error)."""
     parser = build_parser("datasets/whu_building/prepare.py", __doc__, EXAMPLE)
 
-    def prepare(args, sources, report) -> None:
+    def prepare(args: argparse.Namespace, sources: List[Source], report: Report) -> None:
         prepare_tile_pairs(
             sources[0], args.output, PUBLISHED_PAIRS, "image", "label", args.workers, args.partial, report
         )

@@ -19,6 +19,7 @@ from rsfm.data.prepare.large_tiles import prepare_large_tiles
 from rsfm.data.prepare.rasters import patch_windows, rasterize_footprints, write_patches
 from rsfm.data.prepare.report import PrepareError, Report
 from rsfm.data.prepare.scene import SceneDatasetSpec, prepare_scene_dataset
+from rsfm.data.prepare.sources import Source
 from rsfm.data.prepare.splits import SplitProtocol, split_list_path, write_split_lists
 from rsfm.data.prepare.tile_pairs import prepare_tile_pairs
 
@@ -29,6 +30,7 @@ __all__ = [
     "PublishedChecksum",
     "Report",
     "SceneDatasetSpec",
+    "Source",
     "SplitProtocol",
     "UnsafeArchiveError",
     "build_parser",
