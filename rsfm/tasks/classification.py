@@ -205,7 +205,9 @@ class SceneClassificationTask(BaseTask):
             )
         if saved.get("mean") is not None and (saved["mean"] != self.hparams.mean or saved["std"] != self.hparams.std):
             self.hparams.mean, self.hparams.std = list(saved["mean"]), list(saved["std"])
-            self._register_normalization(self.hparams.mean, self.hparams.std, self.hparams.in_chans)
+            # in place: the buffers may already sit on the accelerator
+            self.norm_mean.copy_(torch.tensor(saved["mean"]).view_as(self.norm_mean))
+            self.norm_std.copy_(torch.tensor(saved["std"]).view_as(self.norm_std))
 
     # forward and steps ------------------------------------------------------------------
 

@@ -169,6 +169,18 @@ def test_resume_from_last_continues_epochs_steps_and_schedule(trained, tmp_path)
     assert scheduler_state["base_values"] == saved["lr_schedulers"][0]["base_values"]
 
 
+def test_testing_a_checkpoint_keeps_its_normalisation_and_checks_its_classes(trained, scenes, tmp_path):
+    other_statistics = _datamodule(scenes, mean=[10.0, 20.0, 30.0], std=[2.0, 3.0, 4.0])
+    task = SceneClassificationTask(backbone="vitaev2_tiny_test", ema_decay=0.5)
+    _trainer(tmp_path).test(task, other_statistics, ckpt_path=str(trained.checkpoint))
+    assert task.hparams.mean == trained.task.hparams.mean and task.hparams.std == trained.task.hparams.std
+    torch.testing.assert_close(task.eval()(_raw_batch()), trained.task(_raw_batch()))
+
+    renamed = _datamodule(scenes, class_names=["beach", "forest", "harbour", "meadow", "port"])
+    with pytest.raises(ValueError, match=r"trained on classes .* set the data's class_names to the checkpoint's"):
+        _trainer(tmp_path).test(SceneClassificationTask(backbone="vitaev2_tiny_test"), renamed, ckpt_path=str(trained.checkpoint))
+
+
 def test_class_names_of_model_and_data_must_agree(scenes, tmp_path):
     task = SceneClassificationTask(backbone="vitaev2_tiny_test", class_names=["forest", "beach", "harbour", "meadow"])
     with pytest.raises(ValueError, match=r"the model's class_names .* differ from the data's"):
