@@ -63,8 +63,8 @@ def load_task(
         )
     module_name, class_name = target.split(":")
     task_class = getattr(importlib.import_module(module_name), class_name)
-    hparams = dict(checkpoint.get("hyper_parameters", {}))
-    hparams.pop("_instantiator", None)
+    # LightningCLI adds private entries ('_class_path', '_instantiator') that are no arguments
+    hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
     if "backbone_checkpoint" in hparams:
         hparams["backbone_checkpoint"] = None  # weights come from the state dict below
     hparams.update(overrides)

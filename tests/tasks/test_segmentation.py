@@ -2,6 +2,7 @@
 checkpoints rebuilt by load_task and resumed training, with a real Lightning Trainer."""
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 
 from rsfm.data.buildings import BuildingTileDataModule
+from rsfm.main import main
 from rsfm.tasks import load_task
 from rsfm.tasks.losses import BinarySegmentationLoss
 from rsfm.tasks.overlays import OVERLAY_COLORS, overlay_grid
@@ -20,6 +22,7 @@ from rsfm.tasks.segmentation import BuildingSegmentationTask, lr_factor
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 TILE = 32
+QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "buildings_quickstart.yaml"
 
 
 def _task(**kwargs) -> BuildingSegmentationTask:
@@ -182,3 +185,20 @@ def test_ddp_metrics_cover_every_rank(tiles, tmp_path) -> None:
     metrics = trainer.validate(task, datamodule=BuildingTileDataModule(root, patch_size=TILE, val_batch_size=1))[0]
     assert trainer.world_size == 2  # each rank saw two of the four tiles
     assert metrics["val/iou"] == pytest.approx(building_fraction, rel=1e-4)
+
+
+def test_checkpoint_written_by_the_cli_rebuilds_the_task(tiles, tmp_path, monkeypatch) -> None:
+    root, _ = tiles
+    monkeypatch.chdir(tmp_path)  # the config's log and checkpoint folders land here
+    monkeypatch.setattr(sys, "argv", ["rsfm"])
+    args = [
+        "fit", "--config", str(QUICKSTART), f"--data.init_args.root={root}", "--data.init_args.patch_size=32",
+        "--data.init_args.num_workers=0", "--data.init_args.batch_size=2", "--trainer.max_epochs=1",
+        "--trainer.limit_val_batches=1",
+        "--trainer.enable_progress_bar=false",
+    ]
+    assert main(args) == 0
+    task = load_task(tmp_path / "lightning_logs" / "buildings_quickstart" / "checkpoints" / "last.ckpt")
+    assert type(task) is BuildingSegmentationTask and task.hparams.decoder_channels == 32
+    with torch.no_grad():
+        assert task(task.normalize(torch.zeros(1, 3, 40, 24))).shape == (1, 1, 40, 24)
