@@ -7,7 +7,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import rasterio
@@ -103,8 +103,9 @@ def _plan_jobs(
         for target in (raster, polygons):
             if target is not None and target.resolve() in input_paths:
                 raise ValueError(f"{target}: output would overwrite an input; choose another --output/--vector")
-        if raster.exists() and not partial_path(raster).exists():
-            if resume and (polygons is None or polygons.exists()):
+        if raster.exists():
+            complete = not partial_path(raster).exists() and (polygons is None or polygons.exists())
+            if resume and complete:
                 finished.append(PredictionResult(source.path, raster, polygons, skipped=True))
                 continue
             if not (overwrite or resume):
