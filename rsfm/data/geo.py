@@ -40,12 +40,28 @@ VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".parquet", ".fgb")
 Paths = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
 
+def _common_nodata(dataset: RasterDataset) -> Optional[float]:
+    """The nodata value shared by all files of ``dataset`` (``None`` when untagged)."""
+    nodata = {}
+    for path in dataset.index.filepath:
+        with rasterio.open(path) as src:
+            nodata[path] = src.nodata
+    if len(set(nodata.values())) > 1:
+        raise ValueError(f"rasters have different nodata values, make them equal: {nodata}")
+    return next(iter(nodata.values()))
+
+
 class ImageRasters(RasterDataset):
-    """Image rasters (all bands, raw values as float32) found at ``paths`` matching ``glob``."""
+    """Image rasters (all bands, raw values as float32) found at ``paths`` matching ``glob``.
+
+    ``nodata`` is the files' nodata value (``None`` when untagged); areas outside the rasters
+    read as it too. Raises ``ValueError`` when the files disagree.
+    """
 
     def __init__(self, paths: Paths, glob: str = "*", crs: Any = None, res: Optional[float] = None) -> None:
         self.filename_glob = glob
         super().__init__(paths, crs=crs, res=res)
+        self.nodata = _common_nodata(self)
 
 
 class MaskRasters(RasterDataset):
@@ -60,13 +76,7 @@ class MaskRasters(RasterDataset):
     def __init__(self, paths: Paths, glob: str = "*", crs: Any = None, res: Optional[float] = None) -> None:
         self.filename_glob = glob
         super().__init__(paths, crs=crs, res=res)
-        nodata = {}
-        for path in self.index.filepath:
-            with rasterio.open(path) as src:
-                nodata[path] = src.nodata
-        if len(set(nodata.values())) > 1:
-            raise ValueError(f"mask rasters have different nodata values, make them equal: {nodata}")
-        self.nodata: Optional[float] = next(iter(nodata.values()))
+        self.nodata = _common_nodata(self)
 
 
 class BuildingFootprints(VectorDataset):
@@ -95,26 +105,34 @@ def _plain_paths(paths: Optional[Paths]) -> Optional[Union[str, List[str]]]:
 
 
 class _LabelledPatch:
-    """Turns a torchgeo sample into the rsfm sample format: binary mask, ignore, augmentation."""
+    """Turns a torchgeo sample into the rsfm sample format: binary mask, ignore, augmentation.
+
+    Pixels that are nodata in every image band (holes, or beyond the imagery's edge where
+    grid patches overhang) or nodata in the mask raster are ignored.
+    """
 
     def __init__(
         self,
         transform: Optional[A.BasicTransform],
+        image_nodata: Optional[float],
         mask_nodata: Optional[float],
         building_value: Optional[int],
     ) -> None:
         self.transform = transform
+        self.image_nodata = image_nodata
         self.mask_nodata = mask_nodata
         self.building_value = building_value
 
     def __call__(self, sample: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         labels = sample["mask"].numpy()
+        image = sample["image"].numpy()
         building = labels != 0 if self.building_value is None else labels == self.building_value
         mask = building.astype(np.uint8)
         if self.mask_nodata is not None:
             mask[labels == self.mask_nodata] = IGNORE_INDEX
-        image = sample["image"].numpy().transpose(1, 2, 0)
-        return make_sample(image, mask, self.transform)
+        if self.image_nodata is not None:
+            mask[(image == self.image_nodata).all(axis=0)] = IGNORE_INDEX
+        return make_sample(image.transpose(1, 2, 0), mask, self.transform)
 
 
 def building_geo_dataset(
@@ -136,7 +154,8 @@ def building_geo_dataset(
         crs: output CRS (default: the first image's); labels are reprojected to it.
         res: output resolution in CRS units (default: the first image's).
         building_value: mask raster value of buildings; ``None`` means any non-zero value.
-            The mask rasters' nodata value becomes ``IGNORE_INDEX``.
+            Pixels that are nodata in the mask rasters, or in every band of the imagery,
+            become ``IGNORE_INDEX``.
         transform: albumentations transform applied jointly to each patch.
 
     Returns:
@@ -159,7 +178,9 @@ def building_geo_dataset(
         mask_nodata = label_dataset.nodata
     try:
         return IntersectionDataset(
-            imagery, label_dataset, transforms=_LabelledPatch(transform, mask_nodata, building_value)
+            imagery,
+            label_dataset,
+            transforms=_LabelledPatch(transform, imagery.nodata, mask_nodata, building_value),
         )
     except RuntimeError as error:
         raise RuntimeError(f"images {images} and labels {labels} do not overlap ({error})") from error

@@ -35,7 +35,7 @@ def _pixel_box_lonlat(row0: int, row1: int, col0: int, col1: int) -> list:
 @pytest.fixture()
 def scene(tmp_path):
     image = np.arange(32 * 32, dtype=np.uint16).reshape(1, 32, 32) + 1
-    _write_geotiff(tmp_path / "image.tif", image)
+    _write_geotiff(tmp_path / "image.tif", image, nodata=0)
     footprints = {
         "type": "FeatureCollection",
         "features": [
@@ -62,6 +62,15 @@ def test_footprints_in_another_crs_are_reprojected_and_rasterised(scene) -> None
     assert sample["image"].shape == (1, 32, 32)
     assert sample["image"][0, 0, 0] == 1 and sample["image"][0, 31, 31] == 32 * 32  # north up
     assert np.array_equal(sample["mask"].numpy(), expected)
+
+
+def test_pixels_beyond_the_imagery_are_ignored(scene) -> None:
+    folder, expected = scene
+    dataset = building_geo_dataset(folder / "image.tif", folder / "buildings.geojson")
+    sample = dataset[WEST + 24 : WEST + 40, NORTH - 32 : NORTH]  # half of it east of the image
+    assert (sample["image"][:, :, 8:] == 0).all()
+    assert (sample["mask"][:, 8:] == IGNORE_INDEX).all()
+    assert np.array_equal(sample["mask"][:, :8].numpy(), expected[:, 24:])
 
 
 def test_mask_raster_nodata_becomes_ignore_and_any_building_value_counts(tmp_path) -> None:
