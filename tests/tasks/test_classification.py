@@ -278,3 +278,21 @@ def test_predict_writer_writes_one_row_per_image(trained, tmp_path):
     first = classifier.predict(rows[0]["path"])[0]
     assert rows[0]["predicted"] == first.label and float(rows[0]["probability"]) == pytest.approx(first.probability, abs=1e-4)
     assert {row["true"] for row in rows} == set(CLASSES) and all(row["top_k"].count(";") == 1 for row in rows)
+
+
+def test_official_rsp_checkpoint_loads_through_backbone_checkpoint(reference_dir):
+    """The official-format tiny reference (RSP key names, 5 classes) reproduces its logits."""
+    expected = torch.load(reference_dir / "vitaev2_tiny_expected.pt", weights_only=True)
+    images = torch.load(reference_dir / "vitaev2_tiny_input.pt", weights_only=True)
+    identity = dict(in_chans=3, mean=[0.0] * 3, std=[1.0] * 3, drop_path_rate=0.0)
+    official = str(reference_dir / "vitaev2_tiny_official.pt")
+    same_classes = SceneClassificationTask(
+        backbone="vitaev2_tiny_test", backbone_checkpoint=official, class_names=list("abcde"), **identity
+    ).eval()
+    other_classes = SceneClassificationTask(
+        backbone="vitaev2_tiny_test", backbone_checkpoint=official, class_names=list("xyz"), **identity
+    ).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(same_classes(images), expected["logits"], atol=1e-5, rtol=1e-5)
+        pooled = other_classes.model.forward_head(other_classes.model.forward_features(images), pre_logits=True)
+    torch.testing.assert_close(pooled, expected["pooled"], atol=1e-5, rtol=1e-5)
