@@ -69,7 +69,7 @@ class BuildingSegmentationTask(BaseTask):
         warmup_steps: linear warmup steps.
         poly_power, min_lr_ratio: see ``lr_factor``.
         num_overlays: validation samples drawn as PNG each epoch (0 disables), saved under
-            ``<log dir>/overlays/``.
+            ``<log dir>/overlays/`` (not during ``fast_dev_run``).
 
     ``forward(task.normalize(raw))`` gives (B, 1, H, W) logits at input resolution.
     """
@@ -169,7 +169,10 @@ class BuildingSegmentationTask(BaseTask):
 
     def validation_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> None:
         probabilities = self._evaluation_step(batch, "val", self.val_metrics)
-        if batch_idx == 0 and self.hparams.num_overlays > 0 and not self.trainer.sanity_checking:
+        # fast_dev_run suppresses logging; the sanity check's untrained predictions say nothing
+        if batch_idx == 0 and self.hparams.num_overlays > 0 and not (
+            self.trainer.sanity_checking or self.trainer.fast_dev_run
+        ):
             self._save_overlays(batch, probabilities)
 
     def test_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -168,11 +168,12 @@ def test_training_lowers_the_loss(tiles, tmp_path) -> None:
 
 def test_bf16_mixed_precision_step(tiles, tmp_path) -> None:
     root, _ = tiles
-    task = _task(num_overlays=0)
+    task = _task()
     trainer = _trainer(tmp_path, precision="bf16-mixed", fast_dev_run=1)
     trainer.fit(task, datamodule=_datamodule(root))
     loss = trainer.callback_metrics["train/loss"]
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert not (tmp_path / "overlays").exists()  # fast_dev_run writes no logs
 
 
 def test_ddp_metrics_cover_every_rank(tiles, tmp_path) -> None:
@@ -198,7 +199,9 @@ def test_checkpoint_written_by_the_cli_rebuilds_the_task(tiles, tmp_path, monkey
         "--trainer.enable_progress_bar=false",
     ]
     assert main(args) == 0
-    task = load_task(tmp_path / "lightning_logs" / "buildings_quickstart" / "checkpoints" / "last.ckpt")
+    logs = tmp_path / "lightning_logs" / "buildings_quickstart"
+    assert (logs / "version_0" / "overlays" / "epoch000.png").is_file()
+    task = load_task(logs / "checkpoints" / "last.ckpt")
     assert type(task) is BuildingSegmentationTask and task.hparams.decoder_channels == 32
     with torch.no_grad():
         assert task(task.normalize(torch.zeros(1, 3, 40, 24))).shape == (1, 1, 40, 24)
