@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Union
 
@@ -86,8 +87,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("output", help="file to write, e.g. backbone.pt")
     parser.add_argument("--no-ema", action="store_true", help="export the raw weights even when EMA weights exist")
     args = parser.parse_args(argv)
-    from rsfm import _compat  # noqa: F401
-
-    output = export_backbone(args.checkpoint, args.output, use_ema=not args.no_ema)
+    try:
+        output = export_backbone(args.checkpoint, args.output, use_ema=not args.no_ema)
+    except (FileNotFoundError, ValueError) as error:  # the message names the file
+        print(f"rsfm export-backbone: {error}", file=sys.stderr)
+        return 2
     print(f"wrote {output}; load it with rsfm.create_model(<backbone>, checkpoint='{output}') or a task's backbone_checkpoint")
     return 0

@@ -227,11 +227,14 @@ def test_export_backbone_loads_in_create_model_and_as_backbone_checkpoint(traine
                        weights["stages.0.reduction.pyramid.convs.0.weight"])
 
 
-def test_export_backbone_names_a_file_that_is_not_a_task_checkpoint(tmp_path):
+def test_export_backbone_names_a_file_that_is_not_a_task_checkpoint(tmp_path, capsys):
     plain = tmp_path / "plain.pt"
     torch.save({"stages.0.weight": torch.zeros(1)}, plain)
     with pytest.raises(ValueError, match=r"plain\.pt: no 'model\.' weights"):
         rsfm.export_backbone(plain, tmp_path / "out.pt")
+    assert main(["export-backbone", str(tmp_path / "missing.ckpt"), str(tmp_path / "out.pt")]) == 2
+    assert "missing.ckpt: checkpoint file not found" in capsys.readouterr().err
+    assert not (tmp_path / "out.pt").exists()
 
 
 # SceneClassifier and rsfm predict -------------------------------------------------------------
