@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY = {
     "create_model": "rsfm.models",
+    "load_checkpoint": "rsfm.models",
     "load_checkpoint_file": "rsfm.models",
     "ViTAEv2": "rsfm.models",
     "SceneClassifier": "rsfm.scene_classifier",
@@ -26,6 +27,8 @@ _LAZY = {
     "BuildingGeoDataModule": "rsfm.data.geo",
     "export_backbone": "rsfm.models.export",
     "predict_raster": "rsfm.inference",
+    "BuildingExtractor": "rsfm.building_extractor",
+    "BuildingPrediction": "rsfm.building_extractor",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-from rsfm.data.io import read_image
+from rsfm._images import ImageInput, as_image_array, as_image_list
 from rsfm.data.transforms import scene_eval_transform
 from rsfm.tasks.base import load_task
 from rsfm.tasks.classification import SceneClassificationTask
 
 __all__ = ["ImageInput", "SceneClassifier", "ScenePrediction"]
-
-ImageInput = Union[str, os.PathLike, np.ndarray, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -109,7 +106,10 @@ class SceneClassifier:
             ValueError: an image has the wrong number of bands or dimensions (naming it).
             rsfm.data.ImageReadError: a file cannot be read.
         """
-        arrays = [self._as_array(image, position) for position, image in enumerate(_as_list(images))]
+        arrays = [
+            as_image_array(image, position, self.task.hparams.in_chans, self.task.hparams.bands)[0]
+            for position, image in enumerate(as_image_list(images))
+        ]
         predictions: List[ScenePrediction] = []
         for start in range(0, len(arrays), self.batch_size):
             batch = torch.stack([self._prepare(array) for array in arrays[start : start + self.batch_size]])
@@ -117,28 +117,6 @@ class SceneClassifier:
                 probabilities = self.task(batch.to(self.device)).softmax(dim=1).float().cpu().numpy()
             predictions.extend(self._to_prediction(row) for row in probabilities)
         return predictions
-
-    def _as_array(self, image: ImageInput, position: int) -> np.ndarray:
-        if isinstance(image, (str, os.PathLike)):
-            array, name = read_image(image, self.task.hparams.bands), str(Path(image))
-        elif isinstance(image, torch.Tensor):
-            if image.ndim != 3:
-                raise ValueError(f"image {position}: a tensor must be (bands, H, W), got shape {tuple(image.shape)}")
-            array, name = image.detach().cpu().numpy().transpose(1, 2, 0), f"image {position}"
-        else:
-            array, name = np.asarray(image), f"image {position}"
-            array = array[:, :, None] if array.ndim == 2 else array
-            if array.ndim != 3:
-                raise ValueError(f"{name}: a numpy image must be (H, W, bands) or (H, W), got shape {array.shape}")
-        in_chans = self.task.hparams.in_chans
-        if array.shape[2] == 1 and in_chans == 3:
-            array = np.repeat(array, 3, axis=2)
-        if array.shape[2] != in_chans:
-            raise ValueError(
-                f"{name}: has {array.shape[2]} band(s), the model takes {in_chans} "
-                f"(trained on bands {self.task.hparams.bands or 'all'}; numpy arrays are (H, W, bands))"
-            )
-        return array
 
     def _prepare(self, array: np.ndarray) -> torch.Tensor:
         resized = self._transform(image=array.astype(np.float32))["image"]
@@ -151,11 +129,3 @@ class SceneClassifier:
             probability=float(row[best]),
             probabilities={name: float(value) for name, value in zip(self.class_names, row)},
         )
-
-
-def _as_list(images: Union[ImageInput, Sequence[ImageInput]]) -> List[Any]:
-    if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
-        return list(images)
-    if isinstance(images, (str, os.PathLike, np.ndarray, torch.Tensor)):
-        return [images]
-    return list(images)

@@ -2,7 +2,7 @@
 
 from rsfm import _compat  # noqa: F401  (must run before timm imports torchvision)
 from rsfm.models.checkpoint import load_checkpoint_file
-from rsfm.models.factory import create_model
+from rsfm.models.factory import create_model, load_checkpoint
 from rsfm.models.upernet import SegmentationModel, UperNetDecoder
 from rsfm.models.vitaev2 import ViTAEv2, checkpoint_filter_fn
 
@@ -12,5 +12,6 @@ __all__ = [
     "ViTAEv2",
     "checkpoint_filter_fn",
     "create_model",
+    "load_checkpoint",
     "load_checkpoint_file",
 ]

@@ -39,3 +39,42 @@ def create_model(
         overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {}, file=str(checkpoint))
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+
+def load_checkpoint(
+    path: Union[str, os.PathLike],
+    map_location: str = "cpu",
+    model_name: Optional[str] = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Load any checkpoint rsfm knows, deciding from the file what it holds.
+
+    - an rsfm task checkpoint (``.ckpt`` from ``rsfm fit``): the task, rebuilt from the file
+      alone, in eval mode (``kwargs`` override its hyperparameters);
+    - backbone weights (official RSP/mmseg files, ``rsfm export-backbone`` output, state dicts):
+      the matching ViTAEv2 variant (read from the tensor shapes unless ``model_name`` is given),
+      with the file's classifier when it has one (``kwargs`` go to ``create_model``, e.g.
+      ``num_classes``, ``in_chans``, ``features_only``).
+
+    Raises:
+        FileNotFoundError / ValueError: naming the file, when it is missing or unreadable, or
+            when its weights fit no registered variant (pass ``model_name`` for other timm models).
+    """
+    from rsfm.models.checkpoint import load_checkpoint_file
+    from rsfm.models.vitaev2 import convert_state_dict, infer_variant
+
+    checkpoint = load_checkpoint_file(path, map_location=map_location)
+    if isinstance(checkpoint, dict) and "rsfm_task" in checkpoint:
+        from rsfm.tasks.base import load_task
+
+        return load_task(path, map_location=map_location, **kwargs)
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path}: holds a {type(checkpoint).__name__}, not a state dict or checkpoint")
+    if model_name is None:
+        try:
+            model_name = infer_variant(checkpoint)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}; pass model_name=... for other architectures") from error
+        head = convert_state_dict(checkpoint).get("head.weight")
+        kwargs.setdefault("num_classes", 0 if head is None else head.shape[0])
+    return create_model(model_name, checkpoint=path, **kwargs).to(map_location)

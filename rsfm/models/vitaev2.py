@@ -23,7 +23,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,16 @@ from timm.models._builder import resolve_pretrained_cfg
 from timm.models._manipulate import adapt_input_conv
 from timm.models._registry import generate_default_cfgs
 
-__all__ = ["ViTAEv2", "ReductionCell", "NormalCell", "checkpoint_filter_fn", "weights_dir"]
+__all__ = [
+    "ViTAEv2",
+    "ReductionCell",
+    "NormalCell",
+    "VARIANTS",
+    "checkpoint_filter_fn",
+    "convert_state_dict",
+    "infer_variant",
+    "weights_dir",
+]
 
 _NORMAL_CELL_LN_EPS = 1e-6
 _REDUCTION_CELL_LN_EPS = 1e-5
@@ -572,20 +581,17 @@ def _strip_wrappers(key: str) -> str:
     return key
 
 
-def checkpoint_filter_fn(state_dict: Dict[str, Any], model: ViTAEv2) -> Dict[str, torch.Tensor]:
-    """Convert an official RSP or rsfm ViTAEv2 state dict to ``model``'s keys and shapes.
+def convert_state_dict(state_dict: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """Rename an official RSP or rsfm ViTAEv2 state dict to rsfm's keys, shapes unchanged.
 
     Accepts the tensors at the top level or under ``model`` / ``state_dict`` /
-    ``state_dict_ema`` / ``model_ema``; strips ``module.``, ``backbone.`` and similar prefixes
-    and drops keys of other heads (decoders); renames official keys; drops the unused
-    relative-position entries; adapts the stem to ``model.in_chans`` bands (timm's
-    ``adapt_input_conv``); drops the classifier when its shape differs from the model's.
+    ``state_dict_ema`` / ``model_ema``; strips ``module.``, ``backbone.`` and similar prefixes;
+    drops keys of other heads (decoders) and the unused relative-position entries.
     """
     for container in ("model", "state_dict", "state_dict_ema", "model_ema"):
         if isinstance(state_dict.get(container), dict):
             state_dict = state_dict[container]
             break
-    target = model.state_dict()
     converted: Dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
@@ -596,7 +602,17 @@ def checkpoint_filter_fn(state_dict: Dict[str, Any], model: ViTAEv2) -> Dict[str
         for pattern, replacement in _OFFICIAL_KEY_RULES:
             key = pattern.sub(replacement, key)
         converted[key] = value
+    return converted
 
+
+def checkpoint_filter_fn(state_dict: Dict[str, Any], model: ViTAEv2) -> Dict[str, torch.Tensor]:
+    """Convert an official RSP or rsfm ViTAEv2 state dict to ``model``'s keys and shapes.
+
+    :func:`convert_state_dict`, then the stem is adapted to ``model.in_chans`` bands (timm's
+    ``adapt_input_conv``) and the classifier dropped when its shape differs from the model's.
+    """
+    converted = convert_state_dict(state_dict)
+    target = model.state_dict()
     for conv in STEM_CONVS:
         key = conv + ".weight"
         if key in converted and key in target and converted[key].shape[1] != target[key].shape[1]:
@@ -687,53 +703,36 @@ def _create_vitaev2(variant: str, pretrained: bool = False, **kwargs: Any) -> Vi
     )
 
 
-_VITAEV2_S = dict(
-    embed_dims=(64, 128, 256, 512),
-    rc_embed_dims=(64, 64, 128, 256),
-    depths=(2, 2, 8, 2),
-    num_heads=(1, 2, 4, 8),
-    rc_num_heads=(1, 1, 2, 4),
-    rc_conv_groups=(1, 16, 32, 64),
-    conv_groups=(1, 32, 64, 128),
-)
-
-
-@register_model
-def vitaev2_s(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
-    """ViTAEv2-S (19M parameters), the RSP configuration (window 7 in stages 0-1)."""
-    return _create_vitaev2("vitaev2_s", pretrained, **dict(_VITAEV2_S, **kwargs))
-
-
-@register_model
-def vitaev2_48m(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
-    """ViTAEv2-48M."""
-    args = dict(
-        _VITAEV2_S,
+VARIANTS: Dict[str, Dict[str, Any]] = {
+    "vitaev2_s": dict(
+        embed_dims=(64, 128, 256, 512),
+        rc_embed_dims=(64, 64, 128, 256),
+        depths=(2, 2, 8, 2),
+        num_heads=(1, 2, 4, 8),
+        rc_num_heads=(1, 1, 2, 4),
+        rc_conv_groups=(1, 16, 32, 64),
+        conv_groups=(1, 32, 64, 128),
+    ),
+    "vitaev2_48m": dict(
         embed_dims=(96, 192, 384, 768),
         rc_embed_dims=(64, 64, 192, 384),
         depths=(2, 2, 11, 2),
-    )
-    return _create_vitaev2("vitaev2_48m", pretrained, **dict(args, **kwargs))
-
-
-@register_model
-def vitaev2_b(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
-    """ViTAEv2-B."""
-    args = dict(
-        _VITAEV2_S,
+        num_heads=(1, 2, 4, 8),
+        rc_num_heads=(1, 1, 2, 4),
+        rc_conv_groups=(1, 16, 32, 64),
+        conv_groups=(1, 32, 64, 128),
+    ),
+    "vitaev2_b": dict(
         embed_dims=(128, 256, 512, 1024),
         rc_embed_dims=(96, 96, 256, 512),
         depths=(2, 2, 12, 2),
         num_heads=(1, 4, 8, 16),
         rc_num_heads=(1, 1, 4, 8),
-    )
-    return _create_vitaev2("vitaev2_b", pretrained, **dict(args, **kwargs))
-
-
-@register_model
-def vitaev2_tiny_test(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
-    """A tiny ViTAEv2 (0.2M parameters) for tests; same layout as the official reference model."""
-    args = dict(
+        rc_conv_groups=(1, 16, 32, 64),
+        conv_groups=(1, 32, 64, 128),
+    ),
+    # the layout of the official reference model in tests; window 4 fits its 64 px input
+    "vitaev2_tiny_test": dict(
         embed_dims=(8, 16, 32, 64),
         rc_embed_dims=(8, 8, 16, 32),
         depths=(1, 1, 2, 1),
@@ -742,5 +741,50 @@ def vitaev2_tiny_test(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
         window_sizes=(4, 4, None, None),
         rc_conv_groups=(1, 2, 4, 8),
         conv_groups=(1, 4, 8, 16),
+    ),
+}
+"""Architecture arguments of each registered variant."""
+
+
+def infer_variant(state_dict: Dict[str, Any]) -> str:
+    """The registered variant whose widths and depths match a (possibly official) state dict.
+
+    Raises ``ValueError`` when no variant matches.
+    """
+    converted = convert_state_dict(state_dict)
+    widths, depths = [], []
+    for stage in range(4):
+        norm = converted.get(f"stages.{stage}.reduction.norm2.weight")
+        widths.append(None if norm is None else norm.shape[0])
+        depths.append(len({k.split(".")[3] for k in converted if k.startswith(f"stages.{stage}.blocks.")}))
+    for name, args in VARIANTS.items():
+        if tuple(widths) == tuple(args["embed_dims"]) and tuple(depths) == tuple(args["depths"]):
+            return name
+    raise ValueError(
+        f"no registered ViTAEv2 variant has stage widths {widths} and depths {depths}; "
+        f"known: {', '.join(VARIANTS)}"
     )
-    return _create_vitaev2("vitaev2_tiny_test", pretrained, **dict(args, **kwargs))
+
+
+@register_model
+def vitaev2_s(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
+    """ViTAEv2-S (19M parameters), the RSP configuration (window 7 in stages 0-1)."""
+    return _create_vitaev2("vitaev2_s", pretrained, **dict(VARIANTS["vitaev2_s"], **kwargs))
+
+
+@register_model
+def vitaev2_48m(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
+    """ViTAEv2-48M."""
+    return _create_vitaev2("vitaev2_48m", pretrained, **dict(VARIANTS["vitaev2_48m"], **kwargs))
+
+
+@register_model
+def vitaev2_b(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
+    """ViTAEv2-B."""
+    return _create_vitaev2("vitaev2_b", pretrained, **dict(VARIANTS["vitaev2_b"], **kwargs))
+
+
+@register_model
+def vitaev2_tiny_test(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
+    """A tiny ViTAEv2 (0.2M parameters) for tests; same layout as the official reference model."""
+    return _create_vitaev2("vitaev2_tiny_test", pretrained, **dict(VARIANTS["vitaev2_tiny_test"], **kwargs))
