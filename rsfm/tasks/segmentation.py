@@ -183,6 +183,7 @@ class BuildingSegmentationTask(BaseTask):
         return self(self.normalize(batch["image"])).float().sigmoid()
 
     def _save_overlays(self, batch: Dict[str, torch.Tensor], probabilities: torch.Tensor) -> None:
+        log_dir = self.trainer.log_dir or self.trainer.default_root_dir  # a collective: every rank asks
         if not self.trainer.is_global_zero:
             return
         count = self.hparams.num_overlays
@@ -192,7 +193,6 @@ class BuildingSegmentationTask(BaseTask):
             probabilities[:count] > self.hparams.threshold,
             self.hparams.ignore_index,
         )
-        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
         save_overlay_grid(grid, Path(log_dir) / "overlays" / f"epoch{self.current_epoch:03d}.png")
 
     def configure_optimizers(self) -> Dict[str, Any]:

@@ -178,13 +178,14 @@ def test_bf16_mixed_precision_step(tiles, tmp_path) -> None:
 
 def test_ddp_metrics_cover_every_rank(tiles, tmp_path) -> None:
     root, building_fraction = tiles
-    task = _task(num_overlays=0)
+    task = _task(num_overlays=1)
     with torch.no_grad():  # every pixel a building: IoU is the building fraction of all val tiles
         task.model.head.weight.zero_()
         task.model.head.bias.fill_(10.0)
     trainer = _trainer(tmp_path, strategy="ddp_fork", devices=2)
     metrics = trainer.validate(task, datamodule=BuildingTileDataModule(root, patch_size=TILE, val_batch_size=1))[0]
     assert trainer.world_size == 2  # each rank saw two of the four tiles
+    assert (tmp_path / "overlays" / "epoch000.png").is_file()  # written once, by rank 0
     assert metrics["val/iou"] == pytest.approx(building_fraction, rel=1e-4)
 
 
