@@ -14,7 +14,7 @@ wall time and training throughput. Everything goes through LightningCLI, so ever
 from the configs.
 
     nice python benchmarks/buildings_quickstart.py [--output-dir DIR] [--scene-backbone FILE]
-        [--threads N] [--epochs N]
+        [--threads N] [--seed N] [--epochs N]
 
 Prints one JSON line per stage and a final JSON line with everything.
 """
@@ -93,10 +93,14 @@ def _scene_backbone(output_dir: Path) -> Dict[str, Any]:
     }
 
 
-def _buildings(output_dir: Path, name: str, backbone: Optional[Path], epochs: Optional[int]) -> Dict[str, Any]:
+def _buildings(
+    output_dir: Path, name: str, backbone: Optional[Path], epochs: Optional[int], seed: Optional[int]
+) -> Dict[str, Any]:
     extra = [] if backbone is None else [f"--model.init_args.backbone_checkpoint={backbone}"]
     if epochs is not None:
         extra.append(f"--trainer.max_epochs={epochs}")
+    if seed is not None:
+        extra.append(f"--seed_everything={seed}")
     cli = _cli(BUILDINGS_CONFIG, output_dir, name, extra)
     throughput = TrainThroughput()
     cli.trainer.callbacks.append(throughput)
@@ -121,6 +125,8 @@ def main() -> None:
                         help="a backbone exported from a scene_quickstart run (default: train one first)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's choice; 1 is faster on a busy machine)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the building runs (default: the config's); repeat runs to see the spread")
     parser.add_argument("--epochs", type=int, default=None,
                         help="override max_epochs of the building runs (default: as written)")
     args = parser.parse_args()
@@ -133,6 +139,7 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "seed": args.seed,
         "output_dir": str(output_dir),
     }
     backbone = args.scene_backbone.resolve() if args.scene_backbone else None
@@ -143,7 +150,7 @@ def main() -> None:
     else:
         report["scene_pretraining"] = {"backbone_file": str(backbone)}
     for name, weights in (("from_scratch", None), ("scene_pretrained", backbone)):
-        report[name] = _buildings(output_dir, name, weights, args.epochs)
+        report[name] = _buildings(output_dir, name, weights, args.epochs, args.seed)
         print(json.dumps({name: report[name]}), flush=True)
     print(json.dumps(report))
 
