@@ -1,28 +1,38 @@
 """Data: image reading, scene lists and splits, building tiles, augmentation and datamodules.
 
-Georeferenced building data (torchgeo) lives in ``rsfm.data.geo``, imported on use.
+Names are imported on first use, so that light tools (the dataset preparation scripts) do not
+pay for Lightning and albumentations. Georeferenced building data (torchgeo) lives in
+``rsfm.data.geo``.
 """
 
-from rsfm import _compat  # noqa: F401  (must run before albumentations/lightning import torchvision)
-from rsfm.data.buildings import BuildingTileDataModule, BuildingTileDataset
-from rsfm.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
-from rsfm.data.samples import read_sample_list, scan_class_folders, stratified_split
-from rsfm.data.scene import SceneDataModule, SceneDataset
-from rsfm.data.stats import band_statistics
-from rsfm.data.transforms import scene_eval_transform, scene_train_transform
+import importlib
+from typing import Any
 
-__all__ = [
-    "BuildingTileDataModule",
-    "BuildingTileDataset",
-    "IMAGE_EXTENSIONS",
-    "ImageReadError",
-    "SceneDataModule",
-    "SceneDataset",
-    "band_statistics",
-    "read_image",
-    "read_sample_list",
-    "scan_class_folders",
-    "scene_eval_transform",
-    "scene_train_transform",
-    "stratified_split",
-]
+from rsfm import _compat  # noqa: F401  (must run before albumentations/lightning import torchvision)
+
+_LAZY = {
+    "BuildingTileDataModule": "rsfm.data.buildings",
+    "BuildingTileDataset": "rsfm.data.buildings",
+    "IMAGE_EXTENSIONS": "rsfm.data.io",
+    "ImageReadError": "rsfm.data.io",
+    "read_image": "rsfm.data.io",
+    "read_sample_list": "rsfm.data.samples",
+    "scan_class_folders": "rsfm.data.samples",
+    "stratified_split": "rsfm.data.samples",
+    "SceneDataModule": "rsfm.data.scene",
+    "SceneDataset": "rsfm.data.scene",
+    "band_statistics": "rsfm.data.stats",
+    "scene_eval_transform": "rsfm.data.transforms",
+    "scene_train_transform": "rsfm.data.transforms",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rsfm.data' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
