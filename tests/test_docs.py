@@ -131,6 +131,7 @@ def _check_shell_line(line: str):
         pytest.fail(f"unchecked shell command in the docs: {line}")
 
 
+@pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 @pytest.mark.parametrize("page", PAGES)
 def test_code_blocks_run_as_written(page, workdir, monkeypatch):
     monkeypatch.chdir(workdir)
