@@ -195,7 +195,8 @@ class PyramidReduction(nn.Module):
         self.out_chans = branch_chans * len(dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([F.gelu(conv(x)) for conv in self.convs], dim=1)
+        # GELU is elementwise: one call on the concatenation equals one per branch
+        return F.gelu(torch.cat([conv(x) for conv in self.convs], dim=1))
 
 
 class ReductionCell(nn.Module):
