@@ -8,9 +8,9 @@
    polygons (GeoPackage).
 3. Draws an overview PNG: the image with predicted outlines and the reference footprints.
 
-    python -m rsfm.demo --output demo_output [--epochs 30] [--retrain]
+    python -m rsfm.demo --output demo_output [--epochs 60] [--retrain]
 
-A few minutes on 2 CPU cores. The model sees one small chip, so this shows the pipeline, not
+About 3 minutes on 2 CPU cores. The model sees one small chip, so this shows the pipeline, not
 state-of-the-art accuracy. Imagery and labels: SpaceNet / Maxar, CC BY-SA 4.0; the outputs
 are shared under the same licence.
 """
@@ -148,7 +148,7 @@ def pixel_scores(mask: Path, footprints: Path) -> Dict[str, float]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rsfm.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=Path("demo_output"), help="folder for every output")
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs (12 batches of 8 patches each)")
+    parser.add_argument("--epochs", type=int, default=60, help="training epochs (12 batches of 8 patches each)")
     parser.add_argument("--retrain", action="store_true", help="train even if the folder holds a checkpoint")
     args = parser.parse_args(argv)
     started = time.perf_counter()
