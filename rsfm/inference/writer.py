@@ -175,24 +175,24 @@ class PartialRaster:
         self._state_path = state_path(final)
         self._state = ResumeState(_json_roundtrip(settings))
         self._last_commit = time.monotonic()
-        self.resumed_rows = 0
+        rows_done = 0
         previous = ResumeState.load(self._state_path) if resume else None
         dataset = None
         if previous is not None and previous.settings == self._state.settings and self.path.is_file():
             try:
                 dataset = rasterio.open(self.path, "r+")
-                self.resumed_rows = previous.rows_done
+                rows_done = previous.rows_done
             except RasterioIOError:
                 dataset = None  # killed before its first flush: start again
         if dataset is None:
             self.path.unlink(missing_ok=True)
             dataset = rasterio.open(self.path, "w", **spec.profile())
-            for band, (description, scale) in enumerate(zip(spec.descriptions, spec.scales), start=1):
+            for band, description in enumerate(spec.descriptions, start=1):
                 dataset.set_band_description(band, description)
             dataset.scales = tuple(spec.scales)
             dataset.update_tags(**spec.tags)
-        self._writer = BlockWriter(dataset, self.resumed_rows)
-        self._state.rows_done = self.resumed_rows
+        self._writer = BlockWriter(dataset, rows_done)
+        self._state.rows_done = rows_done
         self.commit()
 
     @property
@@ -205,6 +205,7 @@ class PartialRaster:
 
     @property
     def buffered_blocks(self) -> int:
+        """Blocks held in memory, partly filled."""
         return self._writer.buffered_blocks
 
     def write(self, row_off: int, col_off: int, data: np.ndarray) -> None:

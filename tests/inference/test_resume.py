@@ -1,6 +1,11 @@
 """Interrupted runs continue with --resume and end identical to uninterrupted runs."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,3 +85,48 @@ def test_resume_keeps_finished_outputs_and_overwrite_replaces_them(tmp_path, sce
         predict_raster(scene, conv_checkpoint, output, **SETTINGS)
     results = predict_raster(scene, conv_checkpoint, output, overwrite=True, **SETTINGS)
     assert not results[0].skipped and output.stat().st_mtime_ns != modified
+
+
+KILLED_RUN = """
+import sys, time
+from pathlib import Path
+import rsfm.inference.writer as writer
+from rsfm import predict_raster
+
+writer.COMMIT_INTERVAL_S = 0.2  # flush often, so that the kill finds finished rows on disk
+scene, checkpoint, output = map(Path, sys.argv[1:4])
+predict_raster(scene, checkpoint, output, tile_size=64, overlap=16, batch_size=4, output_type="probabilities",
+               progress=False, progress_callback=lambda path, done, total: time.sleep(0.3))
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_the_process_is_killed(tmp_path, scene, conv_checkpoint):
+    """SIGKILL (no clean-up at all) in the middle of a run; --resume picks up from the last flush."""
+    reference = tmp_path / "reference.tif"
+    predict_raster(scene, conv_checkpoint, reference, **SETTINGS)
+    output, state = tmp_path / "out.tif", tmp_path / "out.partial.json"
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_RUN)
+    helpers = str(Path(__file__).resolve().parent)
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([helpers, os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen([sys.executable, str(script), str(scene), str(conv_checkpoint), str(output)],
+                               env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if state.exists() and json.loads(state.read_text())["rows_done"] >= 256:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the run ended before it could be killed"
+        process.kill()
+    finally:
+        process.wait()
+    assert not output.exists() and json.loads(state.read_text())["rows_done"] >= 256
+
+    progress = []
+    predict_raster(scene, conv_checkpoint, output, resume=True,
+                   progress_callback=lambda path, done, total: progress.append(done), **SETTINGS)
+    assert progress[0] > SETTINGS["batch_size"]
+    with rasterio.open(reference) as first, rasterio.open(output) as second:
+        np.testing.assert_array_equal(first.read(), second.read())
