@@ -31,8 +31,8 @@ def test_blocks_are_written_once_complete_and_memory_stays_bounded(tmp_path):
                 value = np.float32(rng.integers(0, 255) / 254)
                 for region in accumulator.add(row, col, np.full((1, 96, 96), value, np.float32), np.ones((96, 96), bool)):
                     encoded = np.rint(region.values * 254).astype(np.uint8)
-                    h, w = region.valid.shape
-                    expected[region.row_off : region.row_off + h, region.col_off : region.col_off + w] = encoded[0]
+                    rows, cols = region.valid.shape
+                    expected[region.row_off : region.row_off + rows, region.col_off : region.col_off + cols] = encoded[0]
                     partial.write(region.row_off, region.col_off, encoded)
                     peak_blocks = max(peak_blocks, partial.buffered_blocks)
         assert partial.complete
