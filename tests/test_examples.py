@@ -47,6 +47,7 @@ def building_checkpoint(tmp_path_factory):
     )
     task = rsfm.BuildingSegmentationTask(backbone="vitaev2_tiny_test", in_chans=1, mean=[400.0], std=[150.0])
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         default_root_dir=folder,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1)
     trainer.fit(task, data)
     trainer.save_checkpoint(folder / "buildings.ckpt")
