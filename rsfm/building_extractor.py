@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from rsfm._images import ImageInput, as_image_array, as_image_list
+from rsfm.data.pixel_range import check_pixels, describe_pixels
 from rsfm.tasks.base import load_task
 from rsfm.tasks.segmentation import BuildingSegmentationTask
 
@@ -48,20 +49,31 @@ class BuildingExtractor:
         task: a trained task (e.g. from ``rsfm.load_checkpoint``).
         checkpoint: the file the task came from (needed by :meth:`predict_raster`).
         threshold: probability above which a pixel is a building.
+        strict: raise ``PixelRangeMismatch`` instead of warning when an image's data type or
+            value range differs from the training data's (see ``rsfm.data.pixel_range``).
     """
 
     def __init__(
-        self, task: BuildingSegmentationTask, checkpoint: Union[str, os.PathLike, None] = None, threshold: float = 0.5
+        self,
+        task: BuildingSegmentationTask,
+        checkpoint: Union[str, os.PathLike, None] = None,
+        threshold: float = 0.5,
+        strict: bool = False,
     ) -> None:
         if not 0 < threshold < 1:
             raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
         self.task = task.eval()
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.threshold = threshold
+        self.strict = strict
 
     @classmethod
     def load(
-        cls, checkpoint: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu", threshold: float = 0.5
+        cls,
+        checkpoint: Union[str, os.PathLike],
+        device: Union[str, torch.device] = "cpu",
+        threshold: float = 0.5,
+        strict: bool = False,
     ) -> "BuildingExtractor":
         """Load a ``.ckpt`` written by ``rsfm fit`` with a ``BuildingSegmentationTask``.
 
@@ -71,7 +83,7 @@ class BuildingExtractor:
         task = load_task(checkpoint, map_location=device)
         if not isinstance(task, BuildingSegmentationTask):
             raise ValueError(f"{checkpoint}: holds a {type(task).__name__}, not a BuildingSegmentationTask")
-        return cls(task, checkpoint=checkpoint, threshold=threshold)
+        return cls(task, checkpoint=checkpoint, threshold=threshold, strict=strict)
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[BuildingPrediction]:
         """Building masks for one image or a list of them, one forward pass per image.
@@ -87,11 +99,14 @@ class BuildingExtractor:
 
         Raises:
             ValueError: an image has the wrong number of bands or dimensions (naming it).
+            rsfm.data.pixel_range.PixelRangeMismatch: ``strict`` and an image's pixels differ
+                from the training data's (otherwise a ``PixelRangeWarning``).
         """
         hparams = self.task.hparams
         predictions = []
         for position, image in enumerate(as_image_list(images)):
-            array, _ = as_image_array(image, position, hparams.in_chans, hparams.get("bands"))
+            array, name = as_image_array(image, position, hparams.in_chans, hparams.get("bands"))
+            check_pixels(describe_pixels(array), self.task.pixel_range, name, self.strict)
             batch = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))[None]
             with torch.inference_mode():
                 logits = self.task(self.task.normalize(batch.to(self.task.device)))
@@ -105,4 +120,5 @@ class BuildingExtractor:
             raise ValueError("predict_raster needs the checkpoint file: create the extractor with BuildingExtractor.load")
         from rsfm.inference import predict_raster
 
+        kwargs.setdefault("strict", self.strict)
         return predict_raster(inputs, checkpoint=self.checkpoint, output=output, **kwargs)

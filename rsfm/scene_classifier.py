@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from rsfm._images import ImageInput, as_image_array, as_image_list
+from rsfm.data.pixel_range import check_pixels, describe_pixels
 from rsfm.data.transforms import scene_eval_transform
 from rsfm.tasks.base import load_task
 from rsfm.tasks.classification import SceneClassificationTask
@@ -52,10 +53,19 @@ class SceneClassifier:
         task: a trained task (e.g. from ``rsfm.tasks.load_task``).
         image_size: model input side in pixels; default: the size the task was trained with.
         batch_size: images per forward pass.
+        strict: raise ``PixelRangeMismatch`` instead of warning when an image's data type or
+            value range differs from the training data's (see ``rsfm.data.pixel_range``).
     """
 
-    def __init__(self, task: SceneClassificationTask, image_size: Optional[int] = None, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        task: SceneClassificationTask,
+        image_size: Optional[int] = None,
+        batch_size: int = 32,
+        strict: bool = False,
+    ) -> None:
         self.task = task.eval()
+        self.strict = strict
         self.image_size = image_size or task.hparams.image_size
         if self.image_size is None:
             raise ValueError("the task does not record its input size; pass image_size=... (pixels)")
@@ -69,6 +79,7 @@ class SceneClassifier:
         device: Union[str, torch.device] = "cpu",
         image_size: Optional[int] = None,
         batch_size: int = 32,
+        strict: bool = False,
     ) -> "SceneClassifier":
         """Load a ``.ckpt`` written by ``rsfm fit`` with a ``SceneClassificationTask``.
 
@@ -78,7 +89,7 @@ class SceneClassifier:
         task = load_task(checkpoint, map_location=device)
         if not isinstance(task, SceneClassificationTask):
             raise ValueError(f"{checkpoint}: holds a {type(task).__name__}, not a SceneClassificationTask")
-        return cls(task, image_size=image_size, batch_size=batch_size)
+        return cls(task, image_size=image_size, batch_size=batch_size, strict=strict)
 
     @property
     def class_names(self) -> List[str]:
@@ -105,11 +116,14 @@ class SceneClassifier:
         Raises:
             ValueError: an image has the wrong number of bands or dimensions (naming it).
             rsfm.data.ImageReadError: a file cannot be read.
+            rsfm.data.pixel_range.PixelRangeMismatch: ``strict`` and an image's pixels differ
+                from the training data's (otherwise a ``PixelRangeWarning``).
         """
-        arrays = [
-            as_image_array(image, position, self.task.hparams.in_chans, self.task.hparams.bands)[0]
-            for position, image in enumerate(as_image_list(images))
-        ]
+        arrays = []
+        for position, image in enumerate(as_image_list(images)):
+            array, name = as_image_array(image, position, self.task.hparams.in_chans, self.task.hparams.bands)
+            check_pixels(describe_pixels(array), self.task.pixel_range, name, self.strict)
+            arrays.append(array)
         predictions: List[ScenePrediction] = []
         for start in range(0, len(arrays), self.batch_size):
             batch = torch.stack([self._prepare(array) for array in arrays[start : start + self.batch_size]])

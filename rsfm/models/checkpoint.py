@@ -1,12 +1,18 @@
-"""Safe reading of checkpoint files, including official RSP training checkpoints.
+"""Reading checkpoint files that may come from strangers, without running code from them.
 
-RSP MillionAID checkpoints are Swin-style training snapshots: ``{'model': state_dict,
-'optimizer': ..., 'lr_scheduler': ..., 'max_accuracy': ..., 'epoch': ..., 'config': CfgNode}``
-where ``config`` is a pickled yacs ``CfgNode``. ``torch.load(weights_only=True)`` refuses such
-a file and ``weights_only=False`` would run whatever the pickle names. We first try the
-weights-only loader; when it refuses, a restricted unpickler rebuilds tensors and plain
-containers and turns every other class into an inert stand-in, so no code from the file runs
-and yacs need not be installed.
+Every torch checkpoint goes through torch's ``weights_only`` unpickler, which only rebuilds
+tensors and plain containers and limits what the pickle may call or mutate. RSP MillionAID
+checkpoints are Swin-style training snapshots (``{'model': state_dict, 'optimizer': ...,
+'config': CfgNode, ...}``) whose pickled yacs ``CfgNode`` that unpickler refuses. For those we
+list the classes the file names, without running it, and let the same unpickler build a plain
+container for each, which becomes an :class:`InertObject`: a read-only record of the data the
+pickle gave it. No class named by
+the file is imported, none of its code runs, and nothing outside the loaded object can be
+changed. Names from ``os``/``sys`` are refused outright.
+
+Files in torch's legacy (pre-1.6, non-zip) format are refused: their loader calls into
+objects the pickle controls. ``trust_remote_code=True`` loads them, and any other file, with
+plain ``torch.load``: only for files whose source you trust.
 """
 
 from __future__ import annotations
@@ -16,100 +22,133 @@ import os
 import pickle
 import types
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 
-__all__ = ["load_checkpoint_file", "InertObject"]
+__all__ = ["InertObject", "UntrustedCheckpointError", "load_checkpoint_file"]
+
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+class UntrustedCheckpointError(ValueError):
+    """A checkpoint could only be read by running code it names; the message says how to
+    proceed if its source is trusted."""
 
 
 class InertObject(dict):
-    """Stand-in for a class a checkpoint names but we do not trust (e.g. yacs ``CfgNode``).
+    """Read-only record of an object of a class a checkpoint names but rsfm does not trust
+    (e.g. yacs ``CfgNode``): the items, attributes and constructor arguments the pickle gave
+    it, as data. No code of the original class runs, and the class is never imported.
 
-    It keeps whatever the pickle hands it (items, attributes, constructor arguments) as data
-    and runs no code of the original class.
+    Attributes:
+        source: the class's full name as written in the file, e.g. ``yacs.config.CfgNode``.
+        attributes: the object's attributes (read-only mapping).
     """
 
-    _source = "unknown"
+    def __init__(self, source: str, items: Dict[Any, Any], attributes: Dict[str, Any]) -> None:
+        super().__init__(items)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "attributes", types.MappingProxyType(dict(attributes)))
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__()
-        self.__dict__["init_args"] = args
-        self.__dict__["init_kwargs"] = kwargs
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"{self.source} record from a checkpoint is read-only")
 
-    def __setstate__(self, state: Any) -> None:
-        if isinstance(state, dict):
-            self.__dict__.update(state)
-        else:
-            self.__dict__["state"] = state
+    __setitem__ = __delitem__ = __setattr__ = __delattr__ = __ior__ = _read_only  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
 
     def __reduce_ex__(self, protocol: int):  # re-saving keeps the data, not the foreign class
         return (dict, (dict(self),))
 
     def __repr__(self) -> str:
-        return f"<inert {self._source} {dict.__repr__(self)}>"
+        return f"<inert {self.source} {dict.__repr__(self)}>"
 
 
-def _inert_class(module: str, name: str) -> type:
-    return type(name, (InertObject,), {"_source": f"{module}.{name}"})
+class _StandIns:
+    """Classes to hand torch's weights-only unpickler for the foreign names of one file.
+
+    That unpickler only lets a pickle fill plain containers (SETITEMS) and set attributes
+    (BUILD) on ``OrderedDict`` objects, so each stand-in class creates an ``OrderedDict`` and
+    remembers it; :meth:`seal` then turns those into read-only :class:`InertObject` records.
+    """
+
+    def __init__(self, names: List[str]) -> None:
+        self.created: Dict[int, Tuple[collections.OrderedDict, str]] = {}
+        self.classes = [(self._stand_in(name), name) for name in names]
+
+    def _stand_in(self, full_name: str) -> type:
+        created = self.created
+
+        def new(cls: type, *args: Any, **kwargs: Any) -> collections.OrderedDict:
+            record: collections.OrderedDict = collections.OrderedDict()
+            if args or kwargs:
+                record.__dict__["init_args"] = args
+                record.__dict__["init_kwargs"] = kwargs
+            created[id(record)] = (record, full_name)  # keeps it alive, so the id stays unique
+            return record
+
+        return type(full_name.rsplit(".", 1)[-1], (), {"__new__": new, "__module__": __name__})
+
+    def seal(self, obj: Any, memo: Optional[Dict[int, Any]] = None) -> Any:
+        """``obj`` with every stand-in replaced by its read-only record (containers rebuilt)."""
+        memo = {} if memo is None else memo
+        if id(obj) in memo:
+            return memo[id(obj)]
+        if id(obj) in self.created and self.created[id(obj)][0] is obj:
+            items = {key: self.seal(value, memo) for key, value in obj.items()}
+            attributes = {str(key): self.seal(value, memo) for key, value in obj.__dict__.items()}
+            sealed: Any = InertObject(self.created[id(obj)][1], items, attributes)
+        elif isinstance(obj, dict):
+            sealed = obj
+            memo[id(obj)] = sealed
+            for key, value in list(obj.items()):
+                obj[key] = self.seal(value, memo)
+        elif isinstance(obj, list):
+            sealed = obj
+            memo[id(obj)] = sealed
+            obj[:] = [self.seal(value, memo) for value in obj]
+        elif isinstance(obj, tuple):
+            sealed = tuple(self.seal(value, memo) for value in obj)
+        else:
+            sealed = obj
+        memo[id(obj)] = sealed
+        return sealed
 
 
-def _reconstruct(cls: type, base: type, state: Any) -> Any:
-    """``copyreg._reconstructor`` restricted to classes this unpickler itself returned."""
-    if isinstance(cls, type) and issubclass(cls, InertObject):
-        return cls()
-    if cls in (dict, list, set, object, collections.OrderedDict):
-        return cls() if state is None else cls(state)
-    raise pickle.UnpicklingError(f"refusing to reconstruct {cls!r}")
+def _is_zip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == _ZIP_MAGIC
 
 
-_ALLOWED_GLOBALS: Dict[tuple, Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("collections", "defaultdict"): collections.defaultdict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("builtins", "dict"): dict,
-    ("builtins", "list"): list,
-    ("builtins", "tuple"): tuple,
-    ("builtins", "object"): object,
-    ("builtins", "slice"): slice,
-    ("builtins", "complex"): complex,
-    ("builtins", "float"): float,
-    ("builtins", "int"): int,
-    ("builtins", "bool"): bool,
-    ("builtins", "str"): str,
-    ("copyreg", "_reconstructor"): _reconstruct,
-    ("torch", "Size"): torch.Size,
-    ("torch", "device"): torch.device,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
-}
+def _refuse_legacy(path: Path) -> UntrustedCheckpointError:
+    return UntrustedCheckpointError(
+        f"{path}: legacy (pre-1.6, non-zip) torch file; rsfm does not read this format, whose loader "
+        "runs code the file controls. If you trust its source, convert it once with "
+        "torch.save(rsfm.load_checkpoint_file(path, trust_remote_code=True), 'converted.pth')"
+    )
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        allowed = _ALLOWED_GLOBALS.get((module, name))
-        if allowed is not None:
-            return allowed
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)
-        return _inert_class(module, name)
-
-
-# torch.load takes a module-like object with Unpickler/load
-_restricted_pickle = types.SimpleNamespace(
-    Unpickler=_RestrictedUnpickler,
-    load=lambda f, **kw: _RestrictedUnpickler(f, **kw).load(),
-    __name__="rsfm_restricted_pickle",
-)
-
-
-def load_checkpoint_file(path: Union[str, os.PathLike], map_location: Any = "cpu") -> Dict[str, Any]:
+def load_checkpoint_file(
+    path: Union[str, os.PathLike], map_location: Any = "cpu", trust_remote_code: bool = False
+) -> Dict[str, Any]:
     """Read a ``.pth``/``.pt``/``.ckpt`` or ``.safetensors`` file without running code from it.
 
-    Returns the object stored in the file (usually a dict). Raises ``FileNotFoundError`` or
-    ``ValueError`` naming the file when it is missing or is not a torch checkpoint.
+    Args:
+        path: the file.
+        map_location: where tensors go (``torch.load``'s argument).
+        trust_remote_code: read the file with plain ``torch.load(weights_only=False)``, which
+            runs whatever the file names. Only for files whose source you trust, e.g. to convert
+            a legacy-format file once.
+
+    Returns:
+        The object stored in the file (usually a dict); classes the file names but rsfm does
+        not know come back as read-only :class:`InertObject` records.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        UntrustedCheckpointError: the file names ``os``/``sys`` functions, or is in torch's legacy
+            format (the message names ``trust_remote_code``).
+        ValueError: the file is truncated, corrupt or not a torch checkpoint.
     """
     path = Path(path)
     if not path.is_file():
@@ -118,15 +157,36 @@ def load_checkpoint_file(path: Union[str, os.PathLike], map_location: Any = "cpu
         from safetensors.torch import load_file
 
         return load_file(str(path), device=str(map_location))
+    if trust_remote_code:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    if not _is_zip(path):
+        try:
+            pickle_opcode = path.read_bytes()[:1] == b"\x80"
+        except OSError as error:
+            raise ValueError(f"{path}: cannot read the file ({error})") from error
+        if pickle_opcode:
+            raise _refuse_legacy(path)
+        raise ValueError(f"{path}: not a torch checkpoint (no zip archive); pass a .pth/.ckpt/.safetensors file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         pass  # foreign classes inside (yacs config, argparse Namespace, ...)
     except Exception as error:  # truncated, corrupt or not a torch file at all
-        raise ValueError(f"{path}: not a readable torch checkpoint ({error})") from error
+        raise ValueError(f"{path}: not a readable torch checkpoint ({type(error).__name__}: {error})") from error
     try:
-        return torch.load(
-            path, map_location=map_location, weights_only=False, pickle_module=_restricted_pickle
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as error:
+        raise ValueError(f"{path}: not a readable torch checkpoint ({type(error).__name__}: {error})") from error
+    blocked = sorted(name for name in names if name.split(".", 1)[0] in ("os", "sys", "posix", "nt"))
+    if blocked:
+        raise UntrustedCheckpointError(
+            f"{path}: names {', '.join(blocked)}, which no model checkpoint needs; refusing to read it. "
+            "Do not use this file"
         )
-    except Exception as error:  # corrupt or non-torch file: say which file
-        raise ValueError(f"{path}: not a readable torch checkpoint ({error})") from error
+    stand_ins = _StandIns(names)
+    try:
+        with torch.serialization.safe_globals(stand_ins.classes):
+            contents = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path}: not a readable torch checkpoint ({type(error).__name__}: {error})") from error
+    return stand_ins.seal(contents)

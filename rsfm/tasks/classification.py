@@ -27,16 +27,17 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from rsfm.models.factory import create_model
-from rsfm.tasks.base import BaseTask
+from rsfm.tasks.base import BaseTask, register_task
 from rsfm.tasks.confusion import save_confusion_matrix
 
 __all__ = ["SceneClassificationTask"]
 
 # filled from the datamodule when not given
-_DATA_FIELDS = ("class_names", "in_chans", "mean", "std", "image_size", "bands")
+_DATA_FIELDS = ("class_names", "in_chans", "mean", "std", "image_size", "bands", "pixel_range")
 _REQUIRED = ("class_names", "in_chans", "mean", "std")
 
 
+@register_task
 class SceneClassificationTask(BaseTask):
     """Scene classification ``LightningModule``.
 
@@ -52,6 +53,9 @@ class SceneClassificationTask(BaseTask):
         image_size: input side in pixels used for inference on raw files; default: from the
             datamodule.
         bands: 1-based band numbers read from files for inference; default: from the datamodule.
+        pixel_range: data type and value range of the training pixels
+            (``{"dtype": "uint8", "min": 0, "max": 255}``); predictors warn when their input
+            differs. Default: from the datamodule.
         model_kwargs: extra ``timm.create_model`` arguments (e.g. ``img_size`` for ViTs).
         drop_rate: dropout before the classifier.
         drop_path_rate: stochastic depth of the backbone.
@@ -84,6 +88,7 @@ class SceneClassificationTask(BaseTask):
         std: Optional[List[float]] = None,
         image_size: Optional[int] = None,
         bands: Optional[List[int]] = None,
+        pixel_range: Optional[Dict[str, Any]] = None,
         model_kwargs: Optional[Dict[str, Any]] = None,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.1,

@@ -13,7 +13,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex, BinaryPrecision, BinaryRecall
 
 from rsfm.models.upernet import SegmentationModel
-from rsfm.tasks.base import BaseTask
+from rsfm.tasks.base import BaseTask, register_task
 from rsfm.tasks.losses import BinarySegmentationLoss
 from rsfm.tasks.overlays import overlay_grid, save_overlay_grid
 
@@ -45,6 +45,7 @@ def lr_factor(
     return min_lr_ratio + (1.0 - min_lr_ratio) * decay
 
 
+@register_task
 class BuildingSegmentationTask(BaseTask):
     """Building / background segmentation: ``SegmentationModel`` (one logit per pixel).
 
@@ -57,6 +58,9 @@ class BuildingSegmentationTask(BaseTask):
         in_chans: input bands.
         mean, std: per-band normalisation in raw pixel units (e.g. 0-255 for 8-bit imagery).
         class_names: names of label 0 and label 1, e.g. ``('background', 'building')``.
+        pixel_range: data type and value range of the training pixels
+            (``{"dtype": "uint8", "min": 0, "max": 255}``); predictors warn when their input
+            differs. Default: from the datamodule's ``pixel_range`` when training starts.
         out_indices, decoder_channels, dropout, freeze_backbone: see ``SegmentationModel``.
         losses: loss term -> weight; terms ``bce``, ``dice``, ``focal``, ``lovasz``.
             Default ``{'bce': 1.0, 'dice': 1.0}``.
@@ -83,6 +87,7 @@ class BuildingSegmentationTask(BaseTask):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         class_names: Sequence[str] = ("background", "building"),
+        pixel_range: Optional[Dict[str, Any]] = None,
         out_indices: Optional[Sequence[int]] = None,
         decoder_channels: int = 256,
         dropout: float = 0.1,

@@ -20,9 +20,10 @@ from rasterio.crs import CRS
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from rsfm.tasks.base import BaseTask
+from rsfm.tasks.base import BaseTask, register_task
 
 
+@register_task
 class ConvSegmentationTask(BaseTask):
     """Two 3x3 convolutions: receptive field 5x5 pixels (radius 2)."""
 
@@ -58,6 +59,7 @@ class ConvSegmentationTask(BaseTask):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.learning_rate)
 
 
+@register_task
 class BrightnessTask(BaseTask):
     """'Buildings' are pixels whose 3x3 mean (all bands, normalised) exceeds 0: a fixed,
     interpretable model for polygon tests. ``learning_rate`` 0 keeps it fixed under training."""
@@ -91,6 +93,7 @@ class BrightnessTask(BaseTask):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.learning_rate)
 
 
+@register_task
 class ScenePoolTask(BaseTask):
     """Scene classifier: global average of a 1x1 convolution -> (B, K) logits."""
 
