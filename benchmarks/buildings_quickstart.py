@@ -84,7 +84,7 @@ def _scene_backbone(output_dir: Path) -> Dict[str, Any]:
     cli.trainer.fit(cli.model, cli.datamodule)
     seconds = time.perf_counter() - start
     (metrics,) = cli.trainer.validate(cli.model, cli.datamodule, ckpt_path="last", verbose=False)
-    backbone = export_backbone(cli.trainer.checkpoint_callback.last_model_path, output_dir / "scene_backbone.pt")
+    backbone = export_backbone(cli.trainer.checkpoint_callback.last_model_path, output_dir / "scene_backbone.safetensors")
     return {
         "backbone_file": str(backbone),
         "epochs": cli.trainer.current_epoch,

@@ -71,8 +71,10 @@ CONFIG_OVERRIDES = {
 @pytest.fixture
 def tiny_backbone(tmp_path: Path) -> Path:
     """Backbone weights in the format ``rsfm export-backbone`` writes (a plain state dict)."""
-    path = tmp_path / "vitaev2_tiny_test_backbone.pt"
-    torch.save(create_model("vitaev2_tiny_test", num_classes=51).state_dict(), path)
+    from safetensors.torch import save_file
+
+    path = tmp_path / "vitaev2_tiny_test_backbone.safetensors"
+    save_file(create_model("vitaev2_tiny_test", num_classes=51).state_dict(), str(path))
     return path
 
 

@@ -3,7 +3,9 @@
 The output is a plain ``{name: tensor}`` state dict of the timm backbone (classifier
 included), which ``rsfm.create_model(name, checkpoint=OUT)``, ``timm.create_model(...,
 pretrained_cfg_overlay=dict(file=OUT))`` and every task's ``backbone_checkpoint`` load
-directly; a classifier of another class count is dropped on load.
+directly; a classifier of another class count is dropped on load. Name the output
+``.safetensors`` (recommended: a format that holds only tensors, so a file passed on to others
+cannot carry code); other names get a torch zip file.
 """
 
 from __future__ import annotations
@@ -56,40 +58,54 @@ def export_backbone(
 
     Args:
         checkpoint: a ``.ckpt`` written by ``rsfm fit``.
-        output: the file to write (``.pt``); parent folders are created.
+        output: the file to write: ``.safetensors`` (recommended) or ``.pt``; parent folders
+            are created. It is written under a temporary name and renamed when complete.
         use_ema: export the EMA weights when the task kept them.
 
     Returns:
         The output path.
 
     Raises:
-        ValueError: naming the file, when it is not a task checkpoint with backbone weights.
+        ValueError: naming the file, when it is not a task checkpoint with backbone weights, or
+            when ``output`` is the checkpoint itself.
     """
+    checkpoint, output = Path(checkpoint), Path(output)
+    if output.resolve() == checkpoint.resolve() or (output.exists() and os.path.samefile(output, checkpoint)):
+        raise ValueError(f"{output}: is the input checkpoint; choose another output file")
     contents = load_checkpoint_file(checkpoint)
     try:
         weights = backbone_state_dict(contents, use_ema=use_ema)
     except ValueError as error:
         raise ValueError(f"{checkpoint}: {error}") from error
-    output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(weights, output)
+    partial = output.with_name(output.name + ".partial")
+    try:
+        if output.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(weights, str(partial), metadata={"format": "pt", "source": "rsfm export-backbone"})
+        else:
+            torch.save(weights, partial)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
     return output
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """``rsfm export-backbone CKPT OUT.pt [--no-ema]``."""
+    """``rsfm export-backbone CKPT OUT.safetensors [--no-ema]``."""
     parser = argparse.ArgumentParser(
         prog="rsfm export-backbone",
         description="Write the backbone weights of a trained task checkpoint as a plain state dict that "
         "rsfm.create_model(name, checkpoint=OUT) and a task's backbone_checkpoint load.",
     )
     parser.add_argument("checkpoint", help="task checkpoint (.ckpt) written by 'rsfm fit'")
-    parser.add_argument("output", help="file to write, e.g. backbone.pt")
+    parser.add_argument("output", help="file to write, e.g. backbone.safetensors (recommended) or backbone.pt")
     parser.add_argument("--no-ema", action="store_true", help="export the raw weights even when EMA weights exist")
     args = parser.parse_args(argv)
     try:
         output = export_backbone(args.checkpoint, args.output, use_ema=not args.no_ema)
-    except (FileNotFoundError, ValueError) as error:  # the message names the file
+    except (OSError, ValueError) as error:  # the message names the file
         print(f"rsfm export-backbone: {error}", file=sys.stderr)
         return 2
     print(f"wrote {output}; load it with rsfm.create_model(<backbone>, checkpoint='{output}') or a task's backbone_checkpoint")

@@ -201,11 +201,15 @@ def test_task_without_data_fields_says_what_is_missing(scenes, tmp_path):
 
 
 def test_export_backbone_loads_in_create_model_and_as_backbone_checkpoint(trained, tmp_path):
-    exported, raw = tmp_path / "backbone.pt", tmp_path / "backbone_raw.pt"
+    from safetensors.torch import load_file
+
+    exported, raw = tmp_path / "backbone.safetensors", tmp_path / "backbone_raw.pt"
     assert main(["export-backbone", str(trained.checkpoint), str(exported)]) == 0
     assert main(["export-backbone", str(trained.checkpoint), str(raw), "--no-ema"]) == 0
-    weights = torch.load(exported, weights_only=True)
+    weights = load_file(exported)  # a safetensors file: tensors only
     assert all(not key.startswith(("model.", "model_ema.")) for key in weights) and "head.weight" in weights
+    assert torch.load(raw, weights_only=True).keys() == weights.keys()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["backbone.safetensors", "backbone_raw.pt"]
 
     task, inputs = trained.task, trained.task.normalize(_raw_batch())
     with torch.no_grad():
@@ -235,6 +239,9 @@ def test_export_backbone_names_a_file_that_is_not_a_task_checkpoint(tmp_path, ca
     assert main(["export-backbone", str(tmp_path / "missing.ckpt"), str(tmp_path / "out.pt")]) == 2
     assert "missing.ckpt: checkpoint file not found" in capsys.readouterr().err
     assert not (tmp_path / "out.pt").exists()
+    before = plain.read_bytes()
+    assert main(["export-backbone", str(plain), str(plain)]) == 2  # never overwrites its input
+    assert "is the input checkpoint" in capsys.readouterr().err and plain.read_bytes() == before
 
 
 # SceneClassifier and rsfm predict -------------------------------------------------------------
