@@ -38,6 +38,7 @@ CONFIG_OVERRIDES = {
         *_CPU,
         "--data.init_args.image_dir=images",
         "--data.init_args.mask_dir=masks",
+        "--data.init_args.mask_values=0/1",  # the Xiamen tiles; WHU's are 0/255
         "--data.init_args.patch_size=64",
         "--data.init_args.batch_size=2",
         "--data.init_args.val_batch_size=2",

@@ -2,15 +2,19 @@
 
 Layout: ``ROOT/<split>/<image_dir>/NAME.ext`` and ``ROOT/<split>/<mask_dir>/NAME.ext``; an
 image and its mask share ``NAME`` (extensions may differ). Images are PNG, JPEG, WebP or TIFF
-(any band count and dtype; TIFFs are read with rasterio); masks are single-band with values
-0/1 or 0/255 (background/building).
+(any band count and dtype; TIFFs are read with rasterio); masks are single-band. What the
+mask values mean is the datamodule's ``mask_values`` option (``MASK_VALUES``), never guessed
+from one file: a tile of 255s in a 0/1 dataset is then an error (or "not labelled" with
+``"0/1/255=ignore"``) instead of a tile of buildings.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import AbstractSet, Any, Dict, FrozenSet, List, Literal, Optional, Sequence, Set, Tuple, Union
 
 import albumentations as A
 import numpy as np
@@ -20,19 +24,152 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from rsfm.data.io import IMAGE_EXTENSIONS, RASTER_EXTENSIONS, ImageReadError, read_image
-from rsfm.data.segmentation import building_train_transform, make_sample
+from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
+from rsfm.data.samples import _shorten
+from rsfm.data.segmentation import IGNORE_INDEX, building_train_transform, make_sample, mask_value_set
 
-__all__ = ["BuildingTileDataset", "BuildingTileDataModule", "read_mask"]
+__all__ = ["MASK_VALUES", "BuildingTileDataset", "BuildingTileDataModule", "check_mask_values", "read_mask"]
+
+#: ``mask_values`` conventions: stored mask value -> class (0 background, 1 building,
+#: ``IGNORE_INDEX`` not labelled: excluded from loss and metrics).
+MASK_VALUES: Dict[str, Dict[int, int]] = {
+    "0/1": {0: 0, 1: 1},
+    "0/255": {0: 0, 255: 1},
+    "0/1/255=ignore": {0: 0, 1: 1, 255: IGNORE_INDEX},
+}
+#: the names of ``MASK_VALUES``, as a type (the command line lists them in its errors)
+MaskValues = Literal["0/1", "0/255", "0/1/255=ignore"]
+_MEANINGS = {
+    "0/1": "0 background, 1 building",
+    "0/255": "0 background, 255 building",
+    "0/1/255=ignore": "0 background, 1 building, 255 not labelled",
+}
+# training tiles described for pixel_range
+_PIXEL_RANGE_IMAGES = 256
+# threads reading masks for the whole-dataset check (file reads and decoding release the GIL)
+_CHECK_THREADS = 8
 
 
-def read_mask(path: Union[str, os.PathLike]) -> np.ndarray:
-    """Read a building mask as an (H, W) uint8 array with 0 = background, 1 = building.
+def read_mask(path: Union[str, os.PathLike], mask_values: Optional[str] = None) -> np.ndarray:
+    """Read a building mask as an (H, W) uint8 array: 0 background, 1 building, ``IGNORE_INDEX``
+    (255) not labelled.
 
-    Palette PNGs are read as their indices, not their colours. Raises ``ImageReadError``
-    naming the file when it cannot be read, has more than one band or has values other
-    than 0/1 or 0/255.
+    Palette PNGs are read as their indices, not their colours.
+
+    Args:
+        path: a single-band mask (PNG, TIFF, ...).
+        mask_values: what the stored values mean, a key of ``MASK_VALUES``: ``"0/1"``,
+            ``"0/255"`` or ``"0/1/255=ignore"``. ``None`` accepts 0/1 or 0/255 as this one file
+            holds them: for checking single files only; datasets pass their convention.
+
+    Raises:
+        ImageReadError: the file cannot be read, has more than one band, or holds values
+            outside the convention (the message names the file, the values and the option).
+        ValueError: ``mask_values`` is not a key of ``MASK_VALUES``.
     """
-    path = Path(path)
+    meaning = _mask_meaning(mask_values) if mask_values is not None else None
+    array = _read_mask_array(Path(path))
+    values = mask_value_set(array)
+    if meaning is None:
+        if values <= {0, 1}:
+            return array.astype(np.uint8)
+        if values <= {0, 255}:
+            return (array == 255).astype(np.uint8)
+        raise ImageReadError(
+            f"{path}: mask values {sorted(values)[:10]} are not 0/1 or 0/255 (background/building); "
+            "convert the labels to a binary building mask"
+        )
+    if not values <= set(meaning):
+        raise ImageReadError(
+            f"{path}: mask holds {_and(sorted(values))}, which do not fit mask_values='{mask_values}' "
+            f"({_MEANINGS[mask_values]}); {_mask_hint(values, mask_values)}"
+        )
+    if all(value == meaning[value] for value in values):
+        return array.astype(np.uint8)
+    classes = np.zeros(array.shape, dtype=np.uint8)
+    for value, label in meaning.items():
+        if label:
+            classes[array == value] = label
+    return classes
+
+
+def check_mask_values(
+    masks: Sequence[Union[str, os.PathLike]], mask_values: str, root: Optional[Union[str, os.PathLike]] = None
+) -> None:
+    """Read every mask once and check that its values fit ``mask_values``.
+
+    All offending files are reported together. Masks are read in threads, and the values of
+    each file are cached by path, size and modification time, so a second check is instant.
+
+    Args:
+        masks: mask files.
+        mask_values: a key of ``MASK_VALUES``.
+        root: files are named relative to this folder in the message.
+
+    Raises:
+        ValueError: some masks hold other values: the message counts them, names up to ten
+            with their values, and says which ``mask_values`` fits (or to convert the masks).
+        ImageReadError: a mask cannot be read.
+    """
+    allowed = set(_mask_meaning(mask_values))
+    paths = [Path(mask) for mask in masks]
+    with ThreadPoolExecutor(min(_CHECK_THREADS, os.cpu_count() or 1)) as pool:
+        found = list(pool.map(_cached_values, paths))
+    offending = [(path, values) for path, values in zip(paths, found) if not values <= allowed]
+    if not offending:
+        return
+    everything = frozenset().union(*found)
+    named = [
+        f"{path.relative_to(root) if root is not None else path} ({_and(sorted(values)[:10])})"
+        for path, values in offending
+    ]
+    raise ValueError(
+        f"{len(offending)} of {len(paths)} mask(s) do not fit mask_values='{mask_values}' "
+        f"({_MEANINGS[mask_values]}): {_shorten(named)}. The masks hold {_and(sorted(everything)[:10])}: "
+        + _mask_hint(everything, mask_values)
+    )
+
+
+def _mask_meaning(mask_values: str) -> Dict[int, int]:
+    if mask_values not in MASK_VALUES:
+        raise ValueError(f"mask_values='{mask_values}' is not one of {sorted(MASK_VALUES)}")
+    return MASK_VALUES[mask_values]
+
+
+def _mask_hint(values: AbstractSet[float], mask_values: str) -> str:
+    """What to set for masks holding ``values`` (all files together)."""
+    fitting = [name for name, meaning in MASK_VALUES.items() if values <= set(meaning) and name != mask_values]
+    if values <= {0, 1, 255} and 1 in values and 255 in values:
+        # 255 may mark unlabelled pixels of 0/1 masks, or buildings of 0/255 masks mixed in
+        return (
+            "if 255 marks pixels without labels set mask_values='0/1/255=ignore'; if some masks mark "
+            "buildings with 255 and others with 1, convert them to one convention"
+        )
+    if fitting:
+        return f"set mask_values='{fitting[0]}'"
+    conventions = "; ".join(f"'{name}': {meaning}" for name, meaning in _MEANINGS.items())
+    return f"convert the masks to one of the mask_values conventions ({conventions})"
+
+
+def _and(values: Sequence[object]) -> str:
+    """``0``, ``0 and 255``, ``0, 1 and 255``."""
+    text = [str(value) for value in values]
+    return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " and " + text[-1]
+
+
+def _cached_values(path: Path) -> FrozenSet[float]:
+    stat = path.stat()
+    return _mask_file_values(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _mask_file_values(path: str, size: int, mtime_ns: int) -> FrozenSet[float]:
+    """The values of one mask file (size and time in the key: a rewritten file is read again)."""
+    return mask_value_set(_read_mask_array(Path(path)))
+
+
+def _read_mask_array(path: Path) -> np.ndarray:
+    """The stored (H, W) values of a single-band mask."""
     if path.suffix.lower() in RASTER_EXTENSIONS:
         array = read_image(path)
     else:
@@ -45,15 +182,7 @@ def read_mask(path: Union[str, os.PathLike]) -> np.ndarray:
         if array.shape[2] != 1:
             raise ImageReadError(f"{path}: a mask must have one band, this file has {array.shape[2]}")
         array = array[:, :, 0]
-    values = set(np.unique(array).tolist())
-    if values <= {0, 1}:
-        return array.astype(np.uint8)
-    if values <= {0, 255}:
-        return (array == 255).astype(np.uint8)
-    raise ImageReadError(
-        f"{path}: mask values {sorted(values)[:10]} are not 0/1 or 0/255 (background/building); "
-        "convert the labels to a binary building mask"
-    )
+    return array
 
 
 def _index_folder(folder: Path) -> Dict[str, Path]:
@@ -87,13 +216,17 @@ class BuildingTileDataset(Dataset):
         masks_dir: folder of masks with the same file names (the extension may differ).
         transform: albumentations transform applied jointly to image and mask.
         bands: 1-based image bands to keep, in this order (``None``: all).
+        mask_values: what mask values mean, a key of ``MASK_VALUES`` (see ``read_mask``);
+            ``None`` takes 0/1 or 0/255 as each file holds them (for preparation scripts that
+            check single pairs; ``BuildingTileDataModule`` always passes its convention).
 
     Raises:
         FileNotFoundError: a folder is missing or has no image files.
         ValueError: an image has no mask or a mask has no image (the files are named).
 
     Items are ``{'image': float32 (C, H, W) raw values, 'mask': int64 (H, W)}``; reading an
-    item raises ``ValueError`` naming both files when image and mask sizes differ.
+    item raises ``ValueError`` naming both files when image and mask sizes differ, and
+    ``ImageReadError`` when the mask's values do not fit ``mask_values``.
     """
 
     def __init__(
@@ -102,7 +235,10 @@ class BuildingTileDataset(Dataset):
         masks_dir: Union[str, os.PathLike],
         transform: Optional[A.BasicTransform] = None,
         bands: Optional[Sequence[int]] = None,
+        mask_values: Optional[str] = None,
     ) -> None:
+        if mask_values is not None:
+            _mask_meaning(mask_values)
         self.images_dir, self.masks_dir = Path(images_dir), Path(masks_dir)
         images, masks = _index_folder(self.images_dir), _index_folder(self.masks_dir)
         problems = []
@@ -115,13 +251,14 @@ class BuildingTileDataset(Dataset):
         self.pairs: List[Tuple[Path, Path]] = [(images[name], masks[name]) for name in sorted(images)]
         self.transform = transform
         self.bands = bands
+        self.mask_values = mask_values
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         image_path, mask_path = self.pairs[index]
-        image, mask = read_image(image_path, self.bands), read_mask(mask_path)
+        image, mask = read_image(image_path, self.bands), read_mask(mask_path, self.mask_values)
         if image.shape[:2] != mask.shape:
             raise ValueError(
                 f"{image_path} is {image.shape[1]}x{image.shape[0]} px but its mask {mask_path} is "
@@ -144,6 +281,15 @@ class BuildingTileDataModule(LightningDataModule):
         batch_size: training batch size; ``val_batch_size`` defaults to it.
         num_workers: data loading processes.
         bands: 1-based image bands to feed the model, in this order (``None``: all).
+        mask_values: what the mask values mean, the same for every mask of every split:
+            ``"0/1"`` (0 background, 1 building; the Xiamen tiles, ``rsfm`` prepared SpaceNet
+            chips), ``"0/255"`` (0 background, 255 building; WHU, Inria) or
+            ``"0/1/255=ignore"`` (0/1 masks where 255 marks pixels without labels, which loss
+            and metrics skip). ``setup`` reads every mask of the splits it prepares once and
+            raises one ``ValueError`` naming the files whose values do not fit, with the
+            option that does (e.g. "masks hold 0 and 255: set mask_values='0/255'").
+
+    After ``setup("fit")``, ``pixel_range`` describes the raw training pixels.
     """
 
     def __init__(
@@ -160,27 +306,66 @@ class BuildingTileDataModule(LightningDataModule):
         val_batch_size: Optional[int] = None,
         num_workers: int = 0,
         bands: Optional[List[int]] = None,
+        mask_values: MaskValues = "0/1",
     ) -> None:
         super().__init__()
+        _mask_meaning(mask_values)
         self.save_hyperparameters()
         self.hparams.root = str(root)  # checkpoints hold plain types, so resuming loads weights-only
         self.root = Path(root)
         self.train_transform = building_train_transform(patch_size, scale_range)
         self.val_batch_size = val_batch_size or batch_size
+        self._checked_masks: Set[Path] = set()
+        self._pixel_range: Optional[Dict[str, Any]] = None
+
+    @property
+    def pixel_range(self) -> Optional[Dict[str, Any]]:
+        """Data type and value range of the raw training pixels, e.g. ``{"dtype": "uint8", "min":
+        0.0, "max": 255.0}`` (see ``rsfm.data.pixel_range.describe_pixels``), described on a
+        sample of at most 256 training tiles spread evenly over the split (read on first use).
+        ``None`` before ``setup("fit")``."""
+        dataset = getattr(self, "train_dataset", None)
+        if dataset is None:
+            return None
+        if self._pixel_range is None:
+            count = min(len(dataset), _PIXEL_RANGE_IMAGES)
+            chosen = np.unique(np.linspace(0, len(dataset) - 1, count).round().astype(int)).tolist()
+            self._pixel_range = merge_pixel_ranges(
+                describe_pixels(read_image(dataset.pairs[index][0], self.hparams.bands)) for index in chosen
+            )
+        return self._pixel_range
 
     def _dataset(self, split: str, transform: Optional[A.BasicTransform]) -> BuildingTileDataset:
         folder = self.root / split
         return BuildingTileDataset(
-            folder / self.hparams.image_dir, folder / self.hparams.mask_dir, transform, self.hparams.bands
+            folder / self.hparams.image_dir,
+            folder / self.hparams.mask_dir,
+            transform,
+            self.hparams.bands,
+            self.hparams.mask_values,
         )
 
     def setup(self, stage: str) -> None:
+        datasets = []
         if stage == "fit":
             self.train_dataset = self._dataset(self.hparams.train_split, self.train_transform)
+            self._pixel_range = None
+            datasets.append(self.train_dataset)
         if stage in ("fit", "validate"):
             self.val_dataset = self._dataset(self.hparams.val_split, None)
+            datasets.append(self.val_dataset)
         if stage == "test":
             self.test_dataset = self._dataset(self.hparams.test_split, None)
+            datasets.append(self.test_dataset)
+        self._check_masks(datasets)
+
+    def _check_masks(self, datasets: Sequence[BuildingTileDataset]) -> None:
+        """Every mask of ``datasets`` against ``mask_values``, all splits in one report."""
+        unchecked = [dataset for dataset in datasets if dataset.masks_dir not in self._checked_masks]
+        masks = [mask for dataset in unchecked for _, mask in dataset.pairs]
+        if masks:
+            check_mask_values(masks, self.hparams.mask_values, root=self.root)
+        self._checked_masks.update(dataset.masks_dir for dataset in unchecked)
 
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         workers = self.hparams.num_workers

@@ -8,9 +8,10 @@ patches: ``RandomGeoSampler`` for training, ``GridGeoSampler`` for validation an
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 import albumentations as A
 import numpy as np
@@ -19,12 +20,16 @@ import shapely
 import torch
 from lightning.pytorch import LightningDataModule
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.windows import Window
 from torch.utils.data import DataLoader
 from torchgeo.datasets import GeoDataset, IntersectionDataset, RasterDataset, VectorDataset
 from torchgeo.datasets.splits import roi_split
 from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
-from rsfm.data.segmentation import IGNORE_INDEX, building_train_transform, make_sample
+from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
+from rsfm.data.samples import _shorten
+from rsfm.data.segmentation import IGNORE_INDEX, building_train_transform, make_sample, mask_value_set
 
 __all__ = [
     "VECTOR_SUFFIXES",
@@ -38,6 +43,12 @@ __all__ = [
 VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".parquet", ".fgb")
 
 Paths = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
+
+# pixel_range reads at most this many training image files, each at most this many pixels a side
+_PIXEL_RANGE_FILES = 256
+_PIXEL_RANGE_SIDE = 1024
+# mask rasters are checked in row bands of about this many pixels (bounded memory on big rasters)
+_CHECK_BAND_PIXELS = 1 << 24
 
 
 def _common_nodata(dataset: RasterDataset) -> Optional[float]:
@@ -108,7 +119,7 @@ class _LabelledPatch:
     """Turns a torchgeo sample into the rsfm sample format: binary mask, ignore, augmentation.
 
     Pixels that are nodata in every image band (holes, or beyond the imagery's edge where
-    grid patches overhang) or nodata in the mask raster are ignored.
+    grid patches overhang), nodata in the mask raster or equal to ``ignore_value`` are ignored.
     """
 
     def __init__(
@@ -117,11 +128,13 @@ class _LabelledPatch:
         image_nodata: Optional[float],
         mask_nodata: Optional[float],
         building_value: Optional[int],
+        ignore_value: Optional[int] = None,
     ) -> None:
         self.transform = transform
         self.image_nodata = image_nodata
         self.mask_nodata = mask_nodata
         self.building_value = building_value
+        self.ignore_value = ignore_value
 
     def __call__(self, sample: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         labels = sample["mask"].numpy()
@@ -130,6 +143,8 @@ class _LabelledPatch:
         mask = building.astype(np.uint8)
         if self.mask_nodata is not None:
             mask[labels == self.mask_nodata] = IGNORE_INDEX
+        if self.ignore_value is not None:
+            mask[labels == self.ignore_value] = IGNORE_INDEX
         if self.image_nodata is not None:
             mask[(image == self.image_nodata).all(axis=0)] = IGNORE_INDEX
         return make_sample(image.transpose(1, 2, 0), mask, self.transform)
@@ -144,6 +159,7 @@ def building_geo_dataset(
     res: Optional[float] = None,
     building_value: Optional[int] = None,
     transform: Optional[A.BasicTransform] = None,
+    ignore_value: Optional[int] = None,
 ) -> IntersectionDataset:
     """Imagery intersected with building labels, in the imagery's CRS and resolution.
 
@@ -153,10 +169,17 @@ def building_geo_dataset(
         image_glob, label_glob: file name patterns used inside folders.
         crs: output CRS (default: the first image's); labels are reprojected to it.
         res: output resolution in CRS units (default: the first image's).
-        building_value: mask raster value of buildings; ``None`` means any non-zero value.
-            Pixels that are nodata in the mask rasters, or in every band of the imagery,
-            become ``IGNORE_INDEX``.
+        building_value: mask raster value of buildings; ``None`` means any non-zero value
+            (0/1 and 0/255 masks, instance ids). Pixels that are nodata in the mask rasters, or
+            in every band of the imagery, become ``IGNORE_INDEX``.
         transform: albumentations transform applied jointly to each patch.
+        ignore_value: mask raster value of pixels without labels (e.g. 255 in 0/1 masks whose
+            nodata is not tagged), ignored like nodata; ``None``: only nodata is ignored.
+
+    Mask rasters are read once (in row bands, cached per file) to refuse labels that would be
+    silently wrong: ``building_value`` found in no raster that holds other non-zero values,
+    and, with ``building_value=None``, masks holding both 1 and 255 (0/1 masks whose 255
+    marks unlabelled pixels would train 255 as buildings).
 
     Returns:
         A torchgeo ``IntersectionDataset`` yielding ``{'image', 'mask'}`` samples. Its extent
@@ -166,6 +189,8 @@ def building_geo_dataset(
     Raises:
         torchgeo ``DatasetNotFoundError``: no readable file at ``images`` or ``labels``.
         RuntimeError: images and labels do not overlap.
+        ValueError: the mask rasters' values do not fit ``building_value`` (see above); the
+            message names the files and the option to set.
     """
     if crs is not None:
         crs = CRS.from_user_input(crs)
@@ -176,14 +201,79 @@ def building_geo_dataset(
     else:
         label_dataset = MaskRasters(labels, label_glob, crs=imagery.crs, res=imagery.res)
         mask_nodata = label_dataset.nodata
+        _check_mask_rasters(sorted(set(label_dataset.index.filepath)), mask_nodata, building_value, ignore_value)
     try:
         return IntersectionDataset(
             imagery,
             label_dataset,
-            transforms=_LabelledPatch(transform, imagery.nodata, mask_nodata, building_value),
+            transforms=_LabelledPatch(transform, imagery.nodata, mask_nodata, building_value, ignore_value),
         )
     except RuntimeError as error:
         raise RuntimeError(f"images {images} and labels {labels} do not overlap ({error})") from error
+
+
+def _check_mask_rasters(
+    files: Sequence[str], nodata: Optional[float], building_value: Optional[int], ignore_value: Optional[int]
+) -> None:
+    """Refuse mask values that ``building_value`` would turn into wrong labels without a sound."""
+    skipped = {value for value in (nodata, ignore_value) if value is not None}
+    found = {path: _raster_values(path) - skipped for path in files}
+    everything = frozenset().union(*found.values())
+    labelled = sorted(everything - {0})
+    if building_value is not None:
+        if building_value not in everything and labelled:
+            raise ValueError(
+                f"building_value={building_value} occurs in none of the {len(files)} mask raster(s), which "
+                f"hold {_values_text(everything)}: every pixel would be background. Set building_value to the "
+                f"value of buildings (e.g. {labelled[0]:g}), or leave it unset so any non-zero value is a building"
+            )
+        return
+    if {1, 255} <= everything and everything <= {0, 1, 255}:
+        holding = [path for path, values in found.items() if 255 in values]
+        raise ValueError(
+            f"the mask rasters hold {_values_text(everything)} and building_value is unset, so 1 and 255 would both be "
+            f"buildings; {len(holding)} of {len(files)} hold 255: {_shorten(holding)}. If 255 marks pixels "
+            "without labels, set ignore_value=255 (or tag 255 as the rasters' nodata); if only 1 is a building, "
+            "set building_value=1; if some masks use 255 for buildings, convert them to one convention"
+        )
+
+
+def _values_text(values: FrozenSet[float]) -> str:
+    """``0``, ``0 and 1``, ``0, 1 and 255``, ``0, 1, ... 9 and 12 more``."""
+    shown = [f"{value:g}" for value in sorted(values)]
+    if len(shown) > 10:
+        return ", ".join(shown[:10]) + f" and {len(shown) - 10} more"
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def _raster_values(path: str) -> FrozenSet[float]:
+    stat = os.stat(path)
+    return _raster_values_cached(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _raster_values_cached(path: str, size: int, mtime_ns: int) -> FrozenSet[float]:
+    """The distinct values of band 1 of a raster (size and time in the key: a rewritten file is
+    read again), read in row bands so big rasters do not fill memory."""
+    values: FrozenSet[float] = frozenset()
+    with rasterio.open(path) as src:
+        rows = max(1, _CHECK_BAND_PIXELS // src.width)
+        for row in range(0, src.height, rows):
+            window = Window(0, row, src.width, min(rows, src.height - row))
+            values |= mask_value_set(src.read(1, window=window))
+    return values
+
+
+def _describe_raster(path: str) -> Optional[Dict[str, Any]]:
+    """``describe_pixels`` of a raster's valid pixels, read at most ``_PIXEL_RANGE_SIDE`` a side."""
+    with rasterio.open(path) as src:
+        scale = max(1.0, max(src.width, src.height) / _PIXEL_RANGE_SIDE)
+        shape = (src.count, max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        pixels = src.read(out_shape=shape, masked=True, resampling=Resampling.nearest)
+    valid = pixels.compressed()
+    if valid.size == 0:
+        return None
+    return describe_pixels(valid)
 
 
 def _east_split(dataset: GeoDataset, val_fraction: float) -> List[GeoDataset]:
@@ -208,7 +298,13 @@ class BuildingGeoDataModule(LightningDataModule):
             non-overlapping patches in the area).
         batch_size, num_workers: data loading.
         scale_range: (min, max) random zoom of training patches.
-        image_glob, label_glob, crs, res, building_value: see ``building_geo_dataset``.
+        image_glob, label_glob, crs, res: see ``building_geo_dataset``.
+        building_value, ignore_value: mask raster values of buildings (``None``: any non-zero
+            value) and of unlabelled pixels (``None``: only nodata); see
+            ``building_geo_dataset``. ``setup`` reads the mask rasters once and refuses values
+            that these would turn into wrong labels.
+
+    After ``setup("fit")``, ``pixel_range`` describes the raw training pixels.
     """
 
     def __init__(
@@ -230,6 +326,7 @@ class BuildingGeoDataModule(LightningDataModule):
         crs: Optional[str] = None,
         res: Optional[float] = None,
         building_value: Optional[int] = None,
+        ignore_value: Optional[int] = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -240,15 +337,38 @@ class BuildingGeoDataModule(LightningDataModule):
         if val_images is None and not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.train_transform = building_train_transform(patch_size, scale_range)
+        self._pixel_range: Optional[Dict[str, Any]] = None
+
+    @property
+    def pixel_range(self) -> Optional[Dict[str, Any]]:
+        """Data type and value range of the raw training pixels, e.g. ``{"dtype": "uint16", "min":
+        1.0, "max": 2047.0}`` (see ``rsfm.data.pixel_range.describe_pixels``; nodata excluded).
+
+        A sample, read on first use: at most 256 of the image files of the training area, spread
+        evenly, each read whole or, when larger, at most 1024 pixels a side (nearest neighbour,
+        so values are real pixels but a lone extreme pixel may be missed). ``None`` before
+        ``setup("fit")``.
+        """
+        dataset = getattr(self, "train_dataset", None)
+        if dataset is None:
+            return None
+        if self._pixel_range is None:
+            files = sorted(set(dataset.index["filepath_1"]))
+            count = min(len(files), _PIXEL_RANGE_FILES)
+            chosen = np.unique(np.linspace(0, len(files) - 1, count).round().astype(int)).tolist()
+            self._pixel_range = merge_pixel_ranges(_describe_raster(files[index]) for index in chosen)
+        return self._pixel_range
 
     def _dataset(self, images: Any, labels: Any, transform: Optional[A.BasicTransform]) -> IntersectionDataset:
         hp = self.hparams
         return building_geo_dataset(
-            images, labels, hp.image_glob, hp.label_glob, hp.crs, hp.res, hp.building_value, transform
+            images, labels, hp.image_glob, hp.label_glob, hp.crs, hp.res, hp.building_value, transform, hp.ignore_value
         )
 
     def setup(self, stage: str) -> None:
         hp = self.hparams
+        if stage == "fit":
+            self._pixel_range = None
         if stage in ("fit", "validate"):
             if hp.val_images is None:
                 train_area = self._dataset(hp.images, hp.labels, self.train_transform)

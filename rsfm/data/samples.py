@@ -13,16 +13,32 @@ import os
 import random
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from rsfm.data.io import IMAGE_EXTENSIONS
 
-__all__ = ["Sample", "read_sample_list", "scan_class_folders", "stratified_split"]
+__all__ = [
+    "ClassFolders",
+    "Sample",
+    "index_class_folders",
+    "missing_files",
+    "missing_files_problem",
+    "read_sample_list",
+    "scan_class_folders",
+    "stratified_split",
+]
 
 Sample = Tuple[Path, str]
 
 _PATH_HEADERS = {"path", "image", "image_path", "file", "filename", "file_name"}
 _LABEL_HEADERS = ("label", "class", "class_name", "category", "scene")
+
+
+class ClassFolders(NamedTuple):
+    """What :func:`index_class_folders` found: the samples, and class folders without images."""
+
+    samples: List[Sample]
+    empty_folders: List[Path]
 
 
 def scan_class_folders(
@@ -47,6 +63,27 @@ def scan_class_folders(
         FileNotFoundError: ``root`` is missing or holds no image.
         ValueError: ``label_level`` is 0, or an image lies fewer folders deep than it asks.
     """
+    return index_class_folders(root, label_level, extensions).samples
+
+
+def index_class_folders(
+    root: Union[str, os.PathLike],
+    label_level: int = -1,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+) -> ClassFolders:
+    """:func:`scan_class_folders`, plus the class folders that hold no image.
+
+    A folder counts as a class folder when it lies as deep below ``root`` as the class folders
+    of the images found (for ``label_level=1``: the first level; for ``-1`` in Million-AID:
+    the second and third levels); an empty one is a class that would silently be missing.
+    Only the topmost folder of an empty branch is listed.
+
+    Returns:
+        ``ClassFolders(samples, empty_folders)``; ``empty_folders`` sorted by path.
+
+    Raises:
+        the same errors as :func:`scan_class_folders`.
+    """
     root = Path(root)
     if label_level == 0:
         raise ValueError("label_level=0 does not name a folder: use 1, 2, ... (from the root) or -1, -2, ...")
@@ -54,9 +91,11 @@ def scan_class_folders(
         raise FileNotFoundError(f"{root}: image folder not found")
     suffixes = tuple(suffix.lower() for suffix in extensions)
     samples: List[Sample] = []
+    images_in: Dict[Tuple[str, ...], int] = {}  # folder levels below root -> images directly in it
     for folder, subfolders, files in os.walk(root):
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         levels = Path(folder).relative_to(root).parts
+        images_in[levels] = 0
         for name in sorted(files):
             if not name.lower().endswith(suffixes) or name.startswith("."):
                 continue
@@ -67,12 +106,32 @@ def scan_class_folders(
                     f"{label_level} needs {abs(label_level)}; move it into a class folder or change label_level"
                 )
             samples.append((path, levels[label_level - 1 if label_level > 0 else label_level]))
+            images_in[levels] += 1
     if not samples:
         raise FileNotFoundError(f"{root}: no image files ({', '.join(suffixes)}) found in its sub-folders")
-    return sorted(samples)
+    return ClassFolders(sorted(samples), _empty_class_folders(root, images_in, label_level))
 
 
-def read_sample_list(list_file: Union[str, os.PathLike], root: Optional[Union[str, os.PathLike]] = None) -> List[Sample]:
+def _empty_class_folders(root: Path, images_in: Dict[Tuple[str, ...], int], label_level: int) -> List[Path]:
+    """Topmost folders without images in their branch that lie as deep as a class folder."""
+    images_below: Dict[Tuple[str, ...], int] = defaultdict(int)
+    for levels, count in images_in.items():
+        for depth in range(len(levels) + 1):
+            images_below[levels[:depth]] += count
+    # label_level -1 names the folder holding the image, -2 its parent, ...
+    class_depths = {label_level} if label_level > 0 else {
+        len(levels) + label_level + 1 for levels, count in images_in.items() if count
+    }
+    empty = {levels for levels, count in images_below.items() if count == 0 and len(levels) in class_depths}
+    topmost = [levels for levels in empty if not any(levels[:depth] in empty for depth in range(len(levels)))]
+    return sorted(root.joinpath(*levels) for levels in topmost)
+
+
+def read_sample_list(
+    list_file: Union[str, os.PathLike],
+    root: Optional[Union[str, os.PathLike]] = None,
+    check_files: bool = True,
+) -> List[Sample]:
     """Read a list of labelled images.
 
     Two formats are accepted:
@@ -88,12 +147,15 @@ def read_sample_list(list_file: Union[str, os.PathLike], root: Optional[Union[st
     Args:
         list_file: the list.
         root: folder that relative paths are resolved against; default: the list's folder.
+        check_files: check that every listed image exists (one ``stat`` per line); callers
+            that collect problems check later with :func:`missing_files_problem`.
 
     Returns:
         ``(path, class name)`` pairs in file order.
 
     Raises:
-        FileNotFoundError: the list, or the first image it names, does not exist.
+        FileNotFoundError: the list, or (with ``check_files``) any image it names, does not
+            exist; the message counts the missing images and names the first ten.
         ValueError: a line has no label, or the list is empty. The message names file and line.
     """
     list_file = Path(list_file)
@@ -128,12 +190,44 @@ def read_sample_list(list_file: Union[str, os.PathLike], root: Optional[Union[st
         samples.append((path if path.is_absolute() else base / path, fields[label_column].strip()))
     if not samples:
         raise ValueError(f"{list_file}: the sample list has a header but no samples")
-    if not samples[0][0].is_file():
-        raise FileNotFoundError(
-            f"{list_file}: its first image {samples[0][0]} does not exist (relative paths are "
-            f"resolved against {base}; pass root=... to change that)"
-        )
+    if check_files:
+        problem = missing_files_problem(list_file, samples, root)
+        if problem is not None:
+            raise FileNotFoundError(problem)
     return samples
+
+
+def missing_files(samples: Sequence[Sample]) -> List[Path]:
+    """The paths of ``samples`` that are not files, in list order."""
+    return [path for path, _ in samples if not os.path.isfile(path)]
+
+
+def missing_files_problem(
+    list_file: Union[str, os.PathLike],
+    samples: Sequence[Sample],
+    root: Optional[Union[str, os.PathLike]] = None,
+) -> Optional[str]:
+    """Why the images listed in ``list_file`` cannot all be read, or ``None`` when they exist.
+
+    Args:
+        list_file: the list the samples came from (named in the message).
+        samples: what :func:`read_sample_list` returned for it.
+        root: the ``root`` given to :func:`read_sample_list` (named in the hint).
+    """
+    missing = missing_files(samples)
+    if not missing:
+        return None
+    base = Path(root) if root is not None else Path(list_file).parent
+    return (
+        f"{list_file}: {len(missing)} of {len(samples)} listed image(s) do not exist: {_shorten(missing)} "
+        f"(relative paths are resolved against {base}; pass root=... to change that, or fix the list)"
+    )
+
+
+def _shorten(items: Sequence[object], count: int = 10) -> str:
+    """``a, b, c and 7 more``: at most ``count`` items of a problem report."""
+    shown = ", ".join(str(item) for item in items[:count])
+    return shown + (f" and {len(items) - count} more" if len(items) > count else "")
 
 
 def stratified_split(

@@ -20,13 +20,25 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from rsfm.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
-from rsfm.data.samples import Sample, read_sample_list, scan_class_folders, stratified_split
+from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
+from rsfm.data.samples import (
+    Sample,
+    _shorten,
+    index_class_folders,
+    missing_files_problem,
+    read_sample_list,
+    stratified_split,
+)
 from rsfm.data.stats import band_statistics
 from rsfm.data.transforms import scene_eval_transform, scene_train_transform
 
 __all__ = ["SceneDataModule", "SceneDataset", "collate_scene_batch"]
 
 _SPLITS = ("train", "val", "test")
+# training images described for pixel_range when the mean/std pass does not run
+_PIXEL_RANGE_IMAGES = 256
+# class names listed in a data problem before "and N more"
+_LISTED_CLASSES = 60
 _SKIP_HINT = "Fix or remove the file, or set skip_bad_files=True to skip unreadable files"
 
 
@@ -127,6 +139,13 @@ class SceneDataModule(LightningDataModule):
     deterministic (``rsfm.data.stratified_split``): ``split=[0.2, 0, 0.8]`` is the AID 2:8
     protocol, ``[0.5, 0, 0.5]`` the 5:5 one. An empty validation split turns validation off.
 
+    The samples are checked when they are first indexed (``setup``, or reading
+    ``class_names``): listed images that do not exist, class folders without images, labels
+    missing from ``class_names``, and classes with no training image (a label typo such as
+    ``Airprot`` makes a class of one image, which a split may leave out of training) are
+    collected and raised together in one ``ValueError`` that names the files and classes and
+    shows the image count of every class. A class of a single image is warned about.
+
     Args:
         root: class-folder root, or the folder that list paths are relative to (default: each
             list's own folder).
@@ -197,6 +216,7 @@ class SceneDataModule(LightningDataModule):
         self._class_names: List[str] = []
         self._in_chans: Optional[int] = None
         self._stats: Optional[Tuple[List[float], List[float]]] = (list(mean), list(std)) if mean is not None else None
+        self._pixel_range: Optional[Dict[str, Any]] = None
         self.datasets: Dict[str, SceneDataset] = {}
 
     # what a task reads to build itself ------------------------------------------------
@@ -226,6 +246,25 @@ class SceneDataModule(LightningDataModule):
     def std(self) -> List[float]:
         """Per-band standard deviation in raw pixel units (given, or computed)."""
         return self._band_stats()[1]
+
+    @property
+    def pixel_range(self) -> Optional[Dict[str, Any]]:
+        """Data type and value range of the raw training pixels, e.g. ``{"dtype": "uint8", "min":
+        0.0, "max": 255.0}`` (see ``rsfm.data.pixel_range.describe_pixels``).
+
+        Taken from the images that the mean/std pass reads when mean/std are computed here (up
+        to ``stats_max_images``); when they are given, from a sample of at most 256 training
+        images spread evenly over the split. ``None`` until the samples are indexed (``setup``,
+        or reading ``class_names``) and when the training split is empty.
+        """
+        if self._splits is None or not self._splits["train"]:
+            return None
+        if self._pixel_range is None:
+            if self.hparams.mean is None:
+                self._band_stats()  # one pass over the images gives both
+            else:
+                self._pixel_range = self._describe_training_sample()
+        return self._pixel_range
 
     @property
     def image_size(self) -> int:
@@ -320,38 +359,99 @@ class SceneDataModule(LightningDataModule):
         if self._splits is not None:
             return
         hparams = self.hparams
+        problems: List[str] = []
         named: Dict[str, List[Sample]]
         if hparams.train_list is not None:
-            named = {
-                name: read_sample_list(path, hparams.root) if path is not None else []
-                for name, path in zip(_SPLITS, (hparams.train_list, hparams.val_list, hparams.test_list))
-            }
-            sources = {"train": hparams.train_list, "val": hparams.val_list, "test": hparams.test_list}
+            sources = dict(zip(_SPLITS, (hparams.train_list, hparams.val_list, hparams.test_list)))
+            named = {split: self._read_list(path, problems) if path else [] for split, path in sources.items()}
+            everything = [sample for samples in named.values() for sample in samples]
         else:
             if hparams.sample_list is not None:
-                samples = read_sample_list(hparams.sample_list, hparams.root)
+                everything = self._read_list(hparams.sample_list, problems)
                 source = hparams.sample_list
             else:
-                samples = scan_class_folders(hparams.root, hparams.label_level)
+                found = index_class_folders(hparams.root, hparams.label_level)
+                everything = found.samples
+                if found.empty_folders:
+                    problems.append(
+                        f"{len(found.empty_folders)} class folder(s) under {hparams.root} hold no image "
+                        f"({', '.join(IMAGE_EXTENSIONS)}), so their classes would be missing: "
+                        f"{_shorten(found.empty_folders)}; add the images or remove the folders"
+                    )
                 source = hparams.root
-            named = dict(zip(_SPLITS, stratified_split(samples, hparams.split, hparams.seed)))
+            named = dict(zip(_SPLITS, stratified_split(everything, hparams.split, hparams.seed)))
             sources = dict.fromkeys(_SPLITS, source)
-        found = sorted({label for samples in named.values() for _, label in samples})
-        self._class_names = list(hparams.class_names) if hparams.class_names is not None else found
+        found_names = sorted({label for _, label in everything})
+        self._class_names = list(hparams.class_names) if hparams.class_names is not None else found_names
+        problems.extend(self._class_problems(named, everything, sources))
+        if problems:
+            raise ValueError(
+                f"scene data: {len(problems)} problem(s) found while reading the samples:\n- " + "\n- ".join(problems)
+            )
         index = {name: position for position, name in enumerate(self._class_names)}
-        for split, samples in named.items():
-            unknown = sorted({label for _, label in samples if label not in index})
-            if unknown:
-                raise ValueError(
-                    f"{sources[split]}: labels {unknown[:5]} are not in class_names "
-                    f"({len(self._class_names)} names); add them or fix the labels"
-                )
         self._splits = {split: [(path, index[label]) for path, label in samples] for split, samples in named.items()}
         rank_zero_info(
             f"scene data: {len(self._class_names)} classes; "
             + ", ".join(f"{split} {len(samples)}" for split, samples in self._splits.items())
             + " images"
         )
+
+    def _read_list(self, list_file: str, problems: List[str]) -> List[Sample]:
+        samples = read_sample_list(list_file, self.hparams.root, check_files=False)
+        problem = missing_files_problem(list_file, samples, self.hparams.root)
+        if problem is not None:
+            problems.append(problem)
+        return samples
+
+    def _class_problems(
+        self, named: Dict[str, List[Sample]], everything: List[Sample], sources: Dict[str, Optional[str]]
+    ) -> List[str]:
+        """Labels outside class_names and classes without training images (typos), with counts."""
+        hparams = self.hparams
+        totals = Counter(label for _, label in everything)
+        per_split = {split: Counter(label for _, label in samples) for split, samples in named.items()}
+        problems = []
+        known = set(self._class_names)
+        for split, samples in named.items():
+            unknown = sorted(set(per_split[split]) - known)
+            if unknown:
+                listed = ", ".join(f"'{name}' ({per_split[split][name]} image(s))" for name in unknown[:10])
+                problems.append(
+                    f"{sources[split]}: labels {listed}{' and more' if len(unknown) > 10 else ''} are not in "
+                    f"class_names ({len(self._class_names)} names); add them to class_names or fix the labels"
+                )
+        train_wanted = hparams.train_list is not None or hparams.split[0] > 0
+        starved = []
+        for name in self._class_names if train_wanted else []:
+            if per_split["train"][name] > 0:
+                continue
+            if totals[name] == 0:
+                starved.append(f"class '{name}' (from class_names) has no image")
+            elif hparams.train_list is not None:
+                elsewhere = ", ".join(f"{split} {per_split[split][name]}" for split in _SPLITS[1:])
+                starved.append(f"class '{name}' has {totals[name]} image(s), none in train_list ({elsewhere})")
+            else:
+                starved.append(
+                    f"class '{name}' has {totals[name]} image(s), 0 after the split into train "
+                    f"(split={list(hparams.split)})"
+                )
+        if starved:
+            problems.append(
+                f"{len(starved)} class(es) have no training image, so the model cannot learn them: "
+                + "; ".join(starved)
+                + f". Images per class: {_class_counts(totals, self._class_names)}. A class of one or two "
+                "images is usually a label typo: fix the label (or the folder name), remove the class from "
+                "class_names, or give it more images"
+            )
+        elif len(totals) > 1:
+            typical = float(np.median(list(totals.values())))
+            single = sorted(name for name, count in totals.items() if count == 1)
+            if single and typical >= 5:
+                rank_zero_warn(
+                    f"scene data: class(es) {single[:10]} have a single image (the median class has "
+                    f"{typical:g}); a label typo? Images per class: {_class_counts(totals, self._class_names)}"
+                )
+        return problems
 
     def _common_band_count(self) -> int:
         """Most common band count among up to 16 images spread over the samples."""
@@ -376,13 +476,21 @@ class SceneDataModule(LightningDataModule):
                 raise ValueError("cannot compute mean/std: the training split is empty; give mean and std")
             count = min(len(dataset), self.hparams.stats_max_images)
             chosen = sorted(random.Random(self.hparams.seed).sample(range(len(dataset)), count))
-            self._stats = band_statistics(self._readable_images(dataset, chosen))
+            described: List[Dict[str, Any]] = []
+            self._stats = band_statistics(_describing(self._readable_images(dataset, chosen), described))
+            self._pixel_range = merge_pixel_ranges(described)
             rank_zero_info(
                 f"scene data: per-band mean {[round(value, 3) for value in self._stats[0]]}, std "
                 f"{[round(value, 3) for value in self._stats[1]]} from {count} training images "
                 "(set data mean/std to reuse them)"
             )
         return self._stats
+
+    def _describe_training_sample(self) -> Optional[Dict[str, Any]]:
+        dataset = SceneDataset(self._splits["train"], in_chans=self.in_chans, bands=self.hparams.bands)
+        count = min(len(dataset), _PIXEL_RANGE_IMAGES)
+        chosen = np.unique(np.linspace(0, len(dataset) - 1, count).round().astype(int)).tolist()
+        return merge_pixel_ranges(describe_pixels(image) for image in self._readable_images(dataset, chosen))
 
     def _readable_images(self, dataset: SceneDataset, indices: Sequence[int]) -> Iterator[np.ndarray]:
         for index in indices:
@@ -391,6 +499,20 @@ class SceneDataModule(LightningDataModule):
             except ImageReadError as error:
                 if not self.hparams.skip_bad_files:
                     raise ImageReadError(f"{error}. {_SKIP_HINT}") from error
+
+
+def _describing(images: Iterator[np.ndarray], described: List[Dict[str, Any]]) -> Iterator[np.ndarray]:
+    """Pass ``images`` through, appending the ``describe_pixels`` of each to ``described``."""
+    for image in images:
+        described.append(describe_pixels(image))
+        yield image
+
+
+def _class_counts(totals: Counter, class_names: Sequence[str]) -> str:
+    """``Airport 40, Airprot 1, ...``: every class (found or named) by name, so a typo sits next to its class."""
+    names = sorted(set(totals) | set(class_names))
+    shown = ", ".join(f"{name} {totals[name]}" for name in names[:_LISTED_CLASSES])
+    return shown + (f" and {len(names) - _LISTED_CLASSES} more classes" if len(names) > _LISTED_CLASSES else "")
 
 
 def _scan_images(root: str) -> List[Path]:

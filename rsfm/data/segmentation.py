@@ -7,13 +7,13 @@ Normalisation is not done here: the task carries mean/std in its checkpoint.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, FrozenSet, Optional, Sequence
 
 import albumentations as A
 import numpy as np
 import torch
 
-__all__ = ["IGNORE_INDEX", "building_train_transform", "make_sample"]
+__all__ = ["IGNORE_INDEX", "building_train_transform", "make_sample", "mask_value_set"]
 
 #: Mask value excluded from losses and metrics (padding, nodata, outside the labelled area).
 IGNORE_INDEX = 255
@@ -65,3 +65,10 @@ def make_sample(
         image, mask = out["image"], out["mask"]
     image_tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
     return {"image": image_tensor, "mask": torch.from_numpy(mask.astype(np.int64))}
+
+
+def mask_value_set(array: np.ndarray) -> FrozenSet[float]:
+    """The distinct values of a label array (a mask tile or a block of a mask raster)."""
+    if array.dtype == np.uint8:  # counting is many times faster than sorting
+        return frozenset(np.flatnonzero(np.bincount(array.ravel(), minlength=256)).tolist())
+    return frozenset(np.unique(array).tolist())

@@ -31,17 +31,30 @@ def _square_mask(size: int = 32) -> np.ndarray:
     return mask
 
 
-def test_pairs_by_name_and_reads_both_mask_conventions(tmp_path) -> None:
+@pytest.mark.parametrize("mask_values, stored", [("0/1", 1), ("0/255", 255)])
+def test_pairs_by_name_and_reads_the_chosen_mask_convention(tmp_path, mask_values, stored) -> None:
     mask = _square_mask()
-    _write_pair(tmp_path, "a", mask, ".png", mask_value=1)
-    _write_pair(tmp_path, "b", mask, ".webp", mask_value=255)
-    dataset = BuildingTileDataset(tmp_path / "images", tmp_path / "masks")
+    _write_pair(tmp_path, "a", mask, ".png", mask_value=stored)
+    _write_pair(tmp_path, "b", mask, ".webp", mask_value=stored)
+    dataset = BuildingTileDataset(tmp_path / "images", tmp_path / "masks", mask_values=mask_values)
     assert [image.name for image, _ in dataset.pairs] == ["a.png", "b.webp"]
     for sample in dataset:
         assert sample["image"].shape == (3, 32, 32) and sample["image"].dtype == torch.float32
         assert sample["mask"].dtype == torch.int64
         assert torch.equal(sample["mask"], torch.from_numpy(mask).long())
     assert dataset[0]["image"][0, 5, 7] == 200  # raw values, no scaling
+    other = "0/255" if mask_values == "0/1" else "0/1"
+    with pytest.raises(ImageReadError, match=f"a\\.png: mask holds 0 and {stored}.*set mask_values='{mask_values}'"):
+        BuildingTileDataset(tmp_path / "images", tmp_path / "masks", mask_values=other)[0]
+
+
+def test_without_a_convention_each_file_may_be_0_1_or_0_255(tmp_path) -> None:
+    """``mask_values=None`` is for checking single files (the preparation scripts)."""
+    mask = _square_mask()
+    _write_pair(tmp_path, "a", mask, mask_value=1)
+    _write_pair(tmp_path, "b", mask, mask_value=255)
+    dataset = BuildingTileDataset(tmp_path / "images", tmp_path / "masks")
+    assert all(torch.equal(sample["mask"], torch.from_numpy(mask).long()) for sample in dataset)
 
 
 def test_palette_mask_is_read_as_indices(tmp_path) -> None:
@@ -84,7 +97,7 @@ def test_multiband_uint16_tiff_with_band_selection(tmp_path) -> None:
         dst.write(data)
     with rasterio.open(tmp_path / "masks" / "t.tif", "w", **dict(profile, count=1, dtype="uint8")) as dst:
         dst.write(np.full((1, 16, 24), 255, np.uint8))
-    dataset = BuildingTileDataset(tmp_path / "images", tmp_path / "masks", bands=[4, 1])
+    dataset = BuildingTileDataset(tmp_path / "images", tmp_path / "masks", bands=[4, 1], mask_values="0/255")
     sample = dataset[0]
     assert sample["image"][:, 0, 0].tolist() == [4000.0, 1000.0]
     assert sample["mask"].unique().tolist() == [1]
@@ -120,8 +133,10 @@ def test_train_transform_rejects_bad_arguments() -> None:
 
 def test_datamodule_on_the_shared_xiamen_tiles(data_dir) -> None:
     datamodule = BuildingTileDataModule(data_dir / "xiamen_buildings", patch_size=128, batch_size=4)
-    datamodule.setup("fit")
+    datamodule.setup("fit")  # reads and checks all 634 masks: 0/1, the default mask_values
     assert len(datamodule.train_dataset) == 560 and len(datamodule.val_dataset) == 74
+    pixels = datamodule.pixel_range
+    assert pixels["dtype"] == "uint8" and 0 <= pixels["min"] < 30 and 225 < pixels["max"] <= 255
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["image"].shape == (4, 3, 128, 128) and batch["mask"].shape == (4, 128, 128)
     assert set(batch["mask"].unique().tolist()) <= {0, 1}

@@ -82,8 +82,10 @@ def test_sample_lists_csv_with_header_headerless_and_rsp_txt(tmp_path):
     assert [label for _, label in read_sample_list(tmp_path / "plain.csv")] == ["dry_field", "river"]
     rsp = read_sample_list(tmp_path / "train_label.txt", root=images)
     assert rsp == [(images / "P1.jpg", "dry_field"), (images / "P2.jpg", "river")]
-    with pytest.raises(FileNotFoundError, match=r"train_label\.txt: its first image .*P1\.jpg does not exist"):
+    missing = r"train_label\.txt: 2 of 2 listed image\(s\) do not exist: .*P1\.jpg"
+    with pytest.raises(FileNotFoundError, match=missing):
         read_sample_list(tmp_path / "train_label.txt")  # paths are relative to the images folder
+    assert len(read_sample_list(tmp_path / "train_label.txt", check_files=False)) == 2
     (tmp_path / "broken.txt").write_text("P1.jpg dry_field\nP2.jpg\n")
     with pytest.raises(ValueError, match=r"broken\.txt:2: expected"):
         read_sample_list(tmp_path / "broken.txt", root=images)
@@ -121,6 +123,8 @@ def test_datamodule_class_folders_and_labels_csv_give_the_same_split(data_dir):
     assert batch["image"].shape == (64, 3, 32, 32) and batch["image"].dtype.is_floating_point
     assert 0 <= float(batch["image"].min()) and float(batch["image"].max()) <= 255.0 + 1e-3
     assert batch["label"].max() < 30 and batch["num_skipped"] == 0
+    pixels = by_folder.pixel_range  # from the mean/std pass over the 240 training images
+    assert pixels["dtype"] == "uint8" and 0 <= pixels["min"] < 30 and 225 < pixels["max"] <= 255
 
 
 def test_multiband_uint16_geotiffs_with_computed_statistics_and_band_choice(tmp_path):

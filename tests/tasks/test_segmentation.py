@@ -53,7 +53,7 @@ def tiles(tmp_path_factory) -> tuple:
 
 
 def _datamodule(root: Path) -> BuildingTileDataModule:
-    return BuildingTileDataModule(root, patch_size=TILE, batch_size=2, val_batch_size=4)
+    return BuildingTileDataModule(root, patch_size=TILE, batch_size=2, val_batch_size=4, mask_values="0/255")
 
 
 def _trainer(tmp_path: Path, **kwargs) -> Trainer:
@@ -183,7 +183,7 @@ def test_ddp_metrics_cover_every_rank(tiles, tmp_path) -> None:
         task.model.head.weight.zero_()
         task.model.head.bias.fill_(10.0)
     trainer = _trainer(tmp_path, strategy="ddp_fork", devices=2)
-    metrics = trainer.validate(task, datamodule=BuildingTileDataModule(root, patch_size=TILE, val_batch_size=1))[0]
+    metrics = trainer.validate(task, datamodule=BuildingTileDataModule(root, patch_size=TILE, val_batch_size=1, mask_values="0/255"))[0]
     assert trainer.world_size == 2  # each rank saw two of the four tiles
     assert (tmp_path / "overlays" / "epoch000.png").is_file()  # written once, by rank 0
     assert metrics["val/iou"] == pytest.approx(building_fraction, rel=1e-4)
@@ -195,7 +195,7 @@ def test_checkpoint_written_by_the_cli_rebuilds_the_task(tiles, tmp_path, monkey
     monkeypatch.setattr(sys, "argv", ["rsfm"])
     args = [
         "fit", "--config", str(QUICKSTART), f"--data.init_args.root={root}", "--data.init_args.patch_size=32",
-        "--data.init_args.num_workers=0", "--data.init_args.batch_size=2", "--trainer.max_epochs=1",
+        "--data.init_args.num_workers=0", "--data.init_args.mask_values=0/255", "--data.init_args.batch_size=2", "--trainer.max_epochs=1",
         "--trainer.limit_val_batches=1",
         "--trainer.enable_progress_bar=false",
     ]
@@ -204,5 +204,10 @@ def test_checkpoint_written_by_the_cli_rebuilds_the_task(tiles, tmp_path, monkey
     assert (logs / "version_0" / "overlays" / "epoch000.png").is_file()
     task = load_task(logs / "checkpoints" / "last.ckpt")
     assert type(task) is BuildingSegmentationTask and task.hparams.decoder_channels == 32
+    training_pixels = [np.asarray(Image.open(path)) for path in sorted((root / "train" / "images").glob("*.png"))]
+    assert task.pixel_range == {  # recorded from the datamodule when training started
+        "dtype": "uint8", "min": float(min(p.min() for p in training_pixels)),
+        "max": float(max(p.max() for p in training_pixels)),
+    }
     with torch.no_grad():
         assert task(task.normalize(torch.zeros(1, 3, 40, 24))).shape == (1, 1, 40, 24)
