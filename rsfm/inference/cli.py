@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import ctypes
 import sys
-from typing import List, Optional, Sequence
+import warnings
+from typing import TYPE_CHECKING, List, Optional, Sequence, Union
+
+if TYPE_CHECKING:
+    from rsfm.inference.predict import PredictionResult
 
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 _MMAP_THRESHOLD_BYTES = 4 * 2**20
@@ -63,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-area", type=float, default=0.0, help="drop polygons smaller than this, CRS units²")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run; keep finished outputs")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse inputs whose data type or value range differ from the model's training pixels (default: warn)",
+    )
     parser.add_argument("--devices", type=_devices, default=1, help="processes (GPUs) per node, or auto")
     parser.add_argument("--num-nodes", type=int, default=1, help="machines taking part (SLURM, torchrun)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -85,37 +94,65 @@ def _return_large_blocks_to_the_system() -> None:
     libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
 
 
+def _run(args: argparse.Namespace) -> List["PredictionResult"]:
+    from rsfm.inference.predict import predict_raster  # heavy (torch, lightning): not for --help
+
+    return predict_raster(
+        args.inputs,
+        args.checkpoint,
+        args.output,
+        vector=args.vector,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        bands=args.bands,
+        device=args.device,
+        precision=args.precision,
+        output_type=args.output_type,
+        cog=args.cog,
+        simplify=args.simplify,
+        min_area=args.min_area,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        strict=args.strict,
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+        progress=not args.quiet,
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    """``<file>: <reason> (<fix>)`` for an error, on one line. rsfm's own errors are written
+    that way; an ``OSError`` from elsewhere gets its file and reason, and a generic fix."""
+    text = str(error)
+    if isinstance(error, OSError) and error.errno is not None and error.filename:
+        text = f"{error.filename}: {error.strerror} (check the path, its permissions and free disk space)"
+    return " ".join(text.split())
+
+
+def _show_warning(
+    message: Union[Warning, str], category: type, filename: str, lineno: int, file: object = None, line: object = None
+) -> None:
+    """Warnings as one line each, like the errors, without the source line."""
+    sys.stderr.write(f"rsfm predict-raster: warning: {' '.join(str(message).split())}\n")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Parse ``argv`` and run; errors about inputs and options exit with status 2 and one line."""
+    """Parse ``argv`` and run. Errors about inputs, options and files exit with status 2 and
+    one line ``rsfm predict-raster: error: <file>: <reason> (<fix>)``; Ctrl-C exits with 130
+    and keeps unfinished outputs for ``--resume``."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _return_large_blocks_to_the_system()
-    from rsfm.inference.predict import predict_raster
-
     try:
-        results = predict_raster(
-            args.inputs,
-            args.checkpoint,
-            args.output,
-            vector=args.vector,
-            tile_size=args.tile_size,
-            overlap=args.overlap,
-            batch_size=args.batch_size,
-            bands=args.bands,
-            device=args.device,
-            precision=args.precision,
-            output_type=args.output_type,
-            cog=args.cog,
-            simplify=args.simplify,
-            min_area=args.min_area,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            devices=args.devices,
-            num_nodes=args.num_nodes,
-            progress=not args.quiet,
-        )
-    except (FileNotFoundError, ValueError) as error:
-        parser.exit(2, f"rsfm predict-raster: error: {error}\n")
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            results = _run(args)
+    except (ValueError, OSError) as error:  # OSError: FileNotFoundError, rasterio's and rsfm's I/O errors
+        parser.exit(2, f"rsfm predict-raster: error: {_one_line(error)}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "rsfm predict-raster: interrupted; unfinished outputs are kept: run the same command "
+                         "with --resume to continue\n")
     for result in results:
         state = "kept (already complete)" if result.skipped else "written"
         line = f"{result.input} -> {result.raster} {state}"

@@ -1,5 +1,5 @@
-"""Finding and checking input rasters before any work starts, with errors that name the file
-and the fix."""
+"""Finding and checking input rasters before any work starts (readable to the last block,
+bands, data type, a sample of their pixels), with errors that name the file and the fix."""
 
 from __future__ import annotations
 
@@ -8,19 +8,27 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio._err import CPLE_BaseError  # what rasterio raises for some GDAL errors; not exported elsewhere
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
+from rsfm.inference.errors import error_reason
 
 PathLike = Union[str, os.PathLike]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 """File endings picked up when a directory is given as input."""
+
+CHECK_WINDOW = 256
+"""Side, in pixels, of the windows :func:`check_input` reads before any work."""
 
 _GLOB_CHARS = set("*?[")
 
@@ -69,6 +77,8 @@ class RasterInput:
         dtype: numpy dtype name of the bands.
         crs: coordinate reference system, or None.
         transform: pixel -> CRS coordinates affine transform.
+        pixels: data type and value range of a sample of valid pixels
+            (:func:`rsfm.data.pixel_range.describe_pixels`), or None when the sample has none.
     """
 
     path: Path
@@ -78,41 +88,61 @@ class RasterInput:
     dtype: str
     crs: Optional[CRS]
     transform: Affine
+    pixels: Optional[Dict[str, Any]] = None
 
 
-def check_input(path: Path, in_chans: int, bands: Optional[Sequence[int]] = None) -> RasterInput:
-    """Open ``path`` and check that the model can run on it.
+def _check_windows(width: int, height: int, block_shape: Tuple[int, int]) -> List[Window]:
+    """Where :func:`check_input` reads: the first and the last block (at most
+    :data:`CHECK_WINDOW` pixels of each) and a 3x3 grid of windows spread over the raster."""
+    size = CHECK_WINDOW
+    block_height, block_width = block_shape
+    last_top = max((height - 1) // block_height * block_height, height - size)
+    last_left = max((width - 1) // block_width * block_width, width - size)
+    windows = [
+        Window(0, 0, min(block_width, width, size), min(block_height, height, size)),
+        Window(last_left, last_top, width - last_left, height - last_top),
+    ]
+    sample_width, sample_height = min(size, width), min(size, height)
+    for row_share in (0.0, 0.5, 1.0):
+        for col_share in (0.0, 0.5, 1.0):
+            top, left = round((height - sample_height) * row_share), round((width - sample_width) * col_share)
+            windows.append(Window(left, top, sample_width, sample_height))
+    unique: List[Window] = []
+    for window in windows:
+        if window not in unique:
+            unique.append(window)
+    return unique
 
-    Args:
-        path: a raster file GDAL can read.
-        in_chans: bands the model expects.
-        bands: 1-based band indexes to use; by default all bands except an alpha band.
 
-    Returns:
-        The raster's description.
+def _read_sample(dataset: rasterio.DatasetReader, path: Path, bands: Tuple[int, ...]) -> Optional[Dict[str, Any]]:
+    """Read :func:`_check_windows` of ``bands``; describe their valid pixels (None when there
+    are none). Reading the last block finds a file cut short by a failed copy or download
+    before any work, instead of in the middle of the run."""
+    described = []
+    floating = np.dtype(dataset.dtypes[bands[0] - 1]).kind == "f"
+    for window in _check_windows(dataset.width, dataset.height, dataset.block_shapes[bands[0] - 1]):
+        try:
+            data = dataset.read(bands, window=window)
+            valid = dataset.read_masks(bands, window=window).any(axis=0)
+        except (RasterioIOError, CPLE_BaseError) as error:
+            raise ValueError(
+                f"{path}: file is truncated or damaged, pixels at row {window.row_off}, column {window.col_off} "
+                f"cannot be read ({error_reason(error)}); the copy or download probably failed, fetch it again"
+            ) from error
+        if floating:
+            valid &= np.isfinite(data).all(axis=0)
+        if valid.any():
+            described.append(describe_pixels(data[:, valid]))
+    return merge_pixel_ranges(described)
 
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: unreadable, empty, wrong band count, bad band index, unsupported dtype.
 
-    Warns:
-        UserWarning: the raster has no CRS (outputs then carry pixel coordinates only).
-    """
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: file not found (check the path)")
-    if not path.is_file():
-        raise ValueError(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: file is empty (0 bytes); the copy or download probably failed, fetch it again")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with rasterio.open(path) as dataset:
-                width, height, count = dataset.width, dataset.height, dataset.count
-                dtypes, crs, transform = dataset.dtypes, dataset.crs, dataset.transform
-                alpha = [index + 1 for index, kind in enumerate(dataset.colorinterp) if kind == ColorInterp.alpha]
-    except RasterioIOError as error:
-        raise ValueError(f"{path}: not a raster GDAL can read ({error}); convert it to GeoTIFF") from error
+def _describe(
+    dataset: rasterio.DatasetReader, path: Path, in_chans: int, bands: Optional[Sequence[int]]
+) -> RasterInput:
+    """The checks of :func:`check_input` on the open ``dataset``."""
+    width, height, count = dataset.width, dataset.height, dataset.count
+    dtypes, crs, transform = dataset.dtypes, dataset.crs, dataset.transform
+    alpha = [index + 1 for index, kind in enumerate(dataset.colorinterp) if kind == ColorInterp.alpha]
     if width < 1 or height < 1 or count < 1:
         raise ValueError(f"{path}: raster has zero size ({width}x{height} pixels, {count} bands); nothing to predict")
     if bands is None:
@@ -129,13 +159,55 @@ def check_input(path: Path, in_chans: int, bands: Optional[Sequence[int]] = None
         raise ValueError(f"{path}: has {len(chosen)} band(s) to use, model expects {in_chans} ({hint})")
     dtype = np.dtype(dtypes[chosen[0] - 1])
     if any(np.dtype(dtypes[index - 1]) != dtype for index in chosen):
-        raise ValueError(f"{path}: bands {list(chosen)} have different data types; pick bands of one type with --bands")
+        raise ValueError(
+            f"{path}: bands {list(chosen)} have different data types; pick bands of one type with --bands"
+        )
     if dtype.kind not in "uif":
         raise ValueError(f"{path}: data type {dtype} is not supported (use integer or float bands)")
-    if crs is None:
+    return RasterInput(path, width, height, chosen, dtype.name, crs, transform, _read_sample(dataset, path, chosen))
+
+
+def check_input(path: Path, in_chans: int, bands: Optional[Sequence[int]] = None) -> RasterInput:
+    """Open ``path`` and check that the model can run on it.
+
+    Reads the first and the last block of the bands used and a few windows spread over the
+    raster (:func:`_check_windows`), so that a truncated or damaged file fails here, and
+    describes their valid pixels for the check against the model's training pixels.
+
+    Args:
+        path: a raster file GDAL can read.
+        in_chans: bands the model expects.
+        bands: 1-based band indexes to use; by default all bands except an alpha band.
+
+    Returns:
+        The raster's description.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: unreadable, truncated or damaged, empty, wrong band count, bad band index,
+            unsupported dtype.
+
+    Warns:
+        UserWarning: the raster has no CRS (outputs then carry pixel coordinates only).
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found (check the path)")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: file is empty (0 bytes); the copy or download probably failed, fetch it again")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        try:
+            dataset = rasterio.open(path)
+        except RasterioIOError as error:
+            raise ValueError(f"{path}: not a raster GDAL can read ({error}); convert it to GeoTIFF") from error
+        with dataset:
+            description = _describe(dataset, path, in_chans, bands)
+    if description.crs is None:
         warnings.warn(
             f"{path}: raster has no CRS; outputs keep its pixel grid but are not georeferenced",
             UserWarning,
             stacklevel=2,
         )
-    return RasterInput(path, width, height, chosen, dtype.name, crs, transform)
+    return description

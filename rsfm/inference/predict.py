@@ -1,28 +1,39 @@
 """``predict_raster``: run a task checkpoint over whole GeoTIFF scenes, tile by tile, into
-georeferenced rasters and polygons, at memory that does not depend on the scene size."""
+georeferenced rasters and polygons, at memory that does not depend on the scene size.
+
+Everything that can be checked is checked before the first tile (inputs, options, every file
+that will be written against the inputs, writable output folders), and a failed run leaves no
+unfinished files behind unless it was asked to resume."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import sys
+import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio._err import CPLE_BaseError  # what rasterio raises for some GDAL errors; not exported elsewhere
 
+from rsfm.data.pixel_range import check_pixels
 from rsfm.inference.background import Prefetcher, Worker
 from rsfm.inference.blending import BlendAccumulator
+from rsfm.inference.errors import InferenceIOError, error_reason, write_fix
 from rsfm.inference.inputs import PathLike, RasterInput, check_input, expand_inputs
 from rsfm.inference.model import SEGMENTATION, TileModel, load_tile_model
 from rsfm.inference.outputs import OutputEncoding, OutputType
 from rsfm.inference.reader import TileBatch, iter_tile_batches
-from rsfm.inference.resume import file_identity
+from rsfm.inference.resume import file_identity, temporary_path
 from rsfm.inference.tiling import TileGrid
-from rsfm.inference.vectorize import vector_driver, write_polygons
-from rsfm.inference.writer import OutputSpec, PartialRaster, partial_path
+from rsfm.inference.vectorize import partial_vector_path, vector_driver, vector_side_files, write_polygons
+from rsfm.inference.writer import OutputSpec, PartialRaster, cog_path, cog_side_files, partial_path, state_path
 
 ProgressCallback = Callable[[Path, int, int], None]
 
@@ -52,13 +63,6 @@ class PredictionResult:
     skipped: bool = False
 
 
-@dataclass(frozen=True)
-class _Job:
-    source: RasterInput
-    raster: Path
-    vector: Optional[Path]
-
-
 def _check_options(tile_size: int, overlap: int, batch_size: int, device: str, precision: str) -> str:
     if tile_size < 16:
         raise ValueError(f"--tile-size must be at least 16 pixels, got {tile_size}")
@@ -75,43 +79,194 @@ def _check_options(tile_size: int, overlap: int, batch_size: int, device: str, p
     return _PRECISIONS[precision]
 
 
+_FINAL, _RESUME_STATE, _TEMPORARY = "final", "resume state", "temporary"
+
+
+@dataclass(frozen=True)
+class _Output:
+    """A file a job may write.
+
+    Attributes:
+        path: the file.
+        role: what it is, for messages (``the unfinished output raster``).
+        kind: ``_FINAL`` (the result), ``_RESUME_STATE`` (what ``resume`` continues from) or
+            ``_TEMPORARY``.
+        option: the command-line option that names it (``--output`` or ``--vector``).
+    """
+
+    path: Path
+    role: str
+    kind: str
+    option: str
+
+
+def _job_outputs(raster: Path, vector: Optional[Path], cog: bool) -> Tuple[_Output, ...]:
+    """Every file a job may write, named by the same functions the writers use; the one list
+    that the checks against inputs and the clean-up after a failure rely on."""
+    state = state_path(raster)
+    outputs = [
+        _Output(raster, "the output raster", _FINAL, "--output"),
+        _Output(partial_path(raster), f"the unfinished output raster (of {raster.name})", _RESUME_STATE, "--output"),
+        _Output(state, f"the resume state (of {raster.name})", _RESUME_STATE, "--output"),
+        _Output(temporary_path(state), f"the resume state's temporary file (of {raster.name})", _TEMPORARY, "--output"),
+    ]
+    if cog:
+        converted = cog_path(raster)
+        outputs.append(_Output(converted, f"the Cloud-Optimized copy (of {raster.name})", _TEMPORARY, "--output"))
+        outputs += [
+            _Output(path, f"an overview file of the Cloud-Optimized copy (of {raster.name})", _TEMPORARY, "--output")
+            for path in cog_side_files(converted)
+        ]
+    if vector is not None:
+        unfinished = partial_vector_path(vector)
+        outputs.append(_Output(vector, "the polygon file", _FINAL, "--vector"))
+        outputs.append(_Output(unfinished, f"the unfinished polygon file (of {vector.name})", _TEMPORARY, "--vector"))
+        outputs += [
+            _Output(path, f"a journal of the unfinished polygon file (of {vector.name})", _TEMPORARY, "--vector")
+            for path in vector_side_files(unfinished)
+        ]
+    return tuple(outputs)
+
+
+@dataclass(frozen=True)
+class _Job:
+    source: RasterInput
+    raster: Path
+    vector: Optional[Path]
+    outputs: Tuple[_Output, ...] = ()
+
+
+def _file_keys(path: Path) -> List[Tuple[object, ...]]:
+    """What makes two names the same file: the resolved real path (symbolic links, ``..``) and,
+    for a file that exists, its device and inode, which is what ``os.path.samefile`` compares
+    (hard links, other spellings on case-insensitive file systems)."""
+    keys: List[Tuple[object, ...]] = [("path", os.path.normcase(os.path.realpath(path)))]
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return keys
+    return keys + [("inode", stat.st_dev, stat.st_ino)]
+
+
+def _check_written_files(jobs: List[_Job], checkpoint: Path) -> None:
+    """Refuse a run that would write over an input or the checkpoint, or write one file for
+    two jobs, before anything is written.
+
+    Raises:
+        ValueError: naming both files and the fix.
+    """
+    protected: Dict[Tuple[object, ...], Tuple[str, str]] = {}
+    for key in _file_keys(checkpoint):
+        protected[key] = (f"the checkpoint {checkpoint}", "move the checkpoint")
+    for job in jobs:
+        for key in _file_keys(job.source.path):
+            protected[key] = (f"the input {job.source.path}", "rename the input")
+    claimed: Dict[Tuple[object, ...], Tuple[_Job, _Output]] = {}
+    for job in jobs:
+        for output in job.outputs:
+            for key in _file_keys(output.path):
+                if key in protected:
+                    victim, remedy = protected[key]
+                    raise ValueError(
+                        f"{output.path}: {output.role} would overwrite {victim}; "
+                        f"choose another {output.option} or {remedy}"
+                    )
+                other_job, other = claimed.setdefault(key, (job, output))
+                if other is not output:
+                    raise ValueError(
+                        f"{output.path}: would be written twice, as {other.role} for {other_job.source.path} and as "
+                        f"{output.role} for {job.source.path}; rename one of the inputs or run them separately"
+                    )
+
+
 def _plan_jobs(
-    sources: List[RasterInput], output: Path, vector: Optional[Path], resume: bool, overwrite: bool
+    sources: List[RasterInput],
+    output: Path,
+    vector: Optional[Path],
+    checkpoint: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    cog: bool,
 ) -> Tuple[List[_Job], List[PredictionResult]]:
-    """Output paths per input; finished outputs are skipped when resuming."""
+    """Output paths per input, checked against the inputs and each other; finished outputs
+    are skipped when resuming."""
     several = len(sources) > 1 or output.is_dir() or not output.suffix
     if several:
         if output.suffix and not output.is_dir():
             raise ValueError(f"{output}: with several inputs --output names a directory, not a file")
         if vector is not None and vector.suffix and not vector.is_dir():
             raise ValueError(f"{vector}: with several inputs --vector names a directory (one .gpkg per input)")
-        stems = [source.path.stem for source in sources]
-        clashes = sorted({stem for stem in stems if stems.count(stem) > 1})
-        if clashes:
-            raise ValueError(f"inputs share the name(s) {clashes}; outputs would collide (run them separately)")
         rasters = [output / f"{source.path.stem}.tif" for source in sources]
         vectors = [vector / f"{source.path.stem}.gpkg" if vector is not None else None for source in sources]
     else:
         if output.suffix.lower() not in (".tif", ".tiff"):
             raise ValueError(f"{output}: output raster must end in .tif or .tiff")
         rasters, vectors = [output], [vector]
-    jobs, finished = [], []
-    input_paths = {source.path.resolve() for source in sources}
-    for source, raster, polygons in zip(sources, rasters, vectors):
+    for polygons in vectors:
         if polygons is not None:
             vector_driver(polygons)
-        for target in (raster, polygons):
-            if target is not None and target.resolve() in input_paths:
-                raise ValueError(f"{target}: output would overwrite an input; choose another --output/--vector")
+    planned = [
+        _Job(source, raster, polygons, _job_outputs(raster, polygons, cog))
+        for source, raster, polygons in zip(sources, rasters, vectors)
+    ]
+    _check_written_files(planned, checkpoint)
+    jobs, finished = [], []
+    for job in planned:
+        raster, polygons = job.raster, job.vector
         if raster.exists():
             complete = not partial_path(raster).exists() and (polygons is None or polygons.exists())
             if resume and complete:
-                finished.append(PredictionResult(source.path, raster, polygons, skipped=True))
+                finished.append(PredictionResult(job.source.path, raster, polygons, skipped=True))
                 continue
             if not (overwrite or resume):
                 raise ValueError(f"{raster}: already exists (pass --overwrite to replace it, or --resume to keep it)")
-        jobs.append(_Job(source, raster, polygons))
+        elif polygons is not None and polygons.exists() and not (overwrite or resume):
+            raise ValueError(f"{polygons}: already exists (pass --overwrite to replace it)")
+        jobs.append(job)
     return jobs, finished
+
+
+def _check_folder_writable(folder: Path, option: str) -> None:
+    """Create and remove a file in ``folder`` (or, when it does not exist yet, in the folder
+    that will hold it), so that an output folder that cannot be written fails before any work.
+    This also catches what permission bits do not show: read-only mounts, immutable folders,
+    and folders that root may not write either.
+
+    Raises:
+        InferenceIOError: naming the folder and the fix.
+    """
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InferenceIOError(existing, "is a file, not a folder", f"choose another {option}")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".rsfm-write-test-", dir=existing)
+    except OSError as error:
+        raise InferenceIOError(
+            existing, f"folder is not writable: {error_reason(error)}", write_fix(error.errno, option)
+        ) from error
+    os.close(handle)
+    os.unlink(probe)
+
+
+def _check_outputs_writable(jobs: List[_Job]) -> None:
+    folders: Dict[Path, str] = {}
+    for job in jobs:
+        folders.setdefault(job.raster.parent, "--output")
+        if job.vector is not None:
+            folders.setdefault(job.vector.parent, "--vector")
+    for folder, option in folders.items():
+        _check_folder_writable(folder, option)
+
+
+def _check_pixels(jobs: List[_Job], model: TileModel, strict: bool) -> None:
+    """Compare a sample of each input's pixels with the pixels the model was trained on."""
+    trained = getattr(model.task, "pixel_range", None)
+    for job in jobs:
+        if job.source.pixels is not None:
+            check_pixels(job.source.pixels, trained, source=str(job.source.path), strict=strict, stacklevel=3)
 
 
 def _output_spec(
@@ -186,10 +341,68 @@ def _run_tiles(
         raise RuntimeError(f"{partial.path}: {partial.rows_done} of {partial.height} rows written after the last tile")
 
 
+@dataclass
+class _Made:
+    """What a job has made so far that a failed run removes again."""
+
+    folders: List[Path] = field(default_factory=list)
+    partial: bool = False  # started its unfinished raster (replacing one left by an earlier run)
+    vector: bool = False
+
+
+def _make_folder(folder: Path) -> List[Path]:
+    """Create ``folder`` and its missing parents; return those created, deepest first."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    if missing:
+        missing[0].mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+@contextlib.contextmanager
+def _writing(path: Path, option: str, errors: Tuple[type, ...] = ()) -> Iterator[None]:
+    """Turn an error while writing ``path`` (``OSError``, GDAL's errors and ``errors``) into an
+    :class:`InferenceIOError` naming the file and the fix. GDAL reports a failed write as
+    "Write failed" (the reason, e.g. "No space left on device", goes to stderr), so the fix then
+    also says how much space is left."""
+    try:
+        yield
+    except InferenceIOError:
+        raise  # already says which file (an input that could not be read)
+    except (OSError, CPLE_BaseError) + errors as error:
+        code = getattr(error, "errno", None)
+        target = Path(error.filename) if isinstance(error, OSError) and error.filename else path
+        fix = write_fix(code, option)
+        if code is None:
+            fix = f"{_space_left(target.parent)}; {fix}"
+        raise InferenceIOError(target, f"cannot write: {error_reason(error)}", fix) from error
+
+
+def _space_left(folder: Path) -> str:
+    """Free space in ``folder`` and this process's file-size limit (``ulimit -f``), if any."""
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    try:
+        text = f"{shutil.disk_usage(folder).free / 2**20:.0f} MB free there"
+    except OSError:
+        text = "free space unknown"
+    try:
+        import resource  # not on Windows
+    except ImportError:
+        return text
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        text += f", files limited to {limit / 2**20:.1f} MB (ulimit -f)"
+    return text
+
+
 def _predict_file(
     job: _Job,
     model: TileModel,
     checkpoint: Path,
+    made: _Made,
     *,
     tile_size: int,
     overlap: int,
@@ -224,17 +437,88 @@ def _predict_file(
         "rsfm_bands": ",".join(map(str, source.bands)),
     }
     spec = _output_spec(source, grid, model, encoding, tags)
-    job.raster.parent.mkdir(parents=True, exist_ok=True)
-    with PartialRaster(job.raster, spec, settings, resume) as partial:
-        if not partial.complete:
-            _run_tiles(job, grid, model, encoding, partial, batch_size, progress, position, progress_callback)
+    with _writing(partial_path(job.raster), "--output"):
+        made.folders += _make_folder(job.raster.parent)
+        made.partial = True
+        with PartialRaster(job.raster, spec, settings, resume) as partial:
+            if not partial.complete:
+                _run_tiles(job, grid, model, encoding, partial, batch_size, progress, position, progress_callback)
     polygons = None
     if job.vector is not None:
-        job.vector.parent.mkdir(parents=True, exist_ok=True)
-        polygons = write_polygons(partial.path, job.vector, encoding, simplify=simplify, min_area=min_area)
+        from pyogrio.errors import DataLayerError, DataSourceError  # raised for files OGR cannot write
+
+        with _writing(partial_vector_path(job.vector), "--vector", (DataLayerError, DataSourceError)):
+            made.folders += _make_folder(job.vector.parent)
+            polygons = write_polygons(partial.path, job.vector, encoding, simplify=simplify, min_area=min_area)
+        made.vector = True
     resampling = "nearest" if output_type is OutputType.CLASSES else "average"
-    partial.finish(cog=cog, resampling=resampling)
+    with _writing(cog_path(job.raster) if cog else job.raster, "--output"):
+        partial.finish(cog=cog, resampling=resampling)
     return PredictionResult(source.path, job.raster, job.vector, polygons)
+
+
+class _CallerStop:
+    """The caller's progress callback, remembering what it raised: a run the caller stops is
+    interrupted, not failed, and keeps its partial outputs for ``resume=True``."""
+
+    def __init__(self, callback: ProgressCallback) -> None:
+        self.callback = callback
+        self.error: Optional[BaseException] = None
+
+    def __call__(self, path: Path, done: int, total: int) -> None:
+        try:
+            self.callback(path, done, total)
+        except BaseException as error:
+            self.error = error
+            raise
+
+
+def _remove_outputs(job: _Job, made: _Made, keep_resume_state: bool) -> None:
+    """Remove what a job that did not finish wrote: its temporary files, its polygon file if
+    it wrote one, its unfinished raster and resume state if it started them and they are not
+    kept for resuming, and the folders it created if they are empty again. The final raster is
+    only ever written by the job's last step."""
+    for output in job.outputs:
+        if output.kind == _FINAL and not (output.path == job.vector and made.vector):
+            continue
+        if output.kind == _RESUME_STATE and (keep_resume_state or not made.partial):
+            continue
+        with contextlib.suppress(OSError):  # a folder that cannot be written cannot be cleaned either
+            output.path.unlink(missing_ok=True)
+    for folder in made.folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _run_job(
+    job: _Job, model: TileModel, checkpoint: Path, stop: Optional[_CallerStop], *, resume: bool, **options: Any
+) -> PredictionResult:
+    """:func:`_predict_file`, cleaning up when it fails.
+
+    An interrupted job (Ctrl-C, or the caller's progress callback raised) keeps its unfinished
+    raster and resume state, so that ``resume=True`` continues it. A failed job removes them,
+    unless the run was asked to resume: then they are what makes resuming possible, and the
+    error says that they were kept.
+    """
+    made = _Made()
+    try:
+        return _predict_file(job, model, checkpoint, made, resume=resume, **options)
+    except BaseException as error:
+        caller_stopped = stop is not None and stop.error is not None
+        interrupted = caller_stopped or not isinstance(error, Exception)
+        unfinished = partial_path(job.raster)
+        _remove_outputs(job, made, keep_resume_state=interrupted or resume)
+        if caller_stopped and error is not stop.error:
+            raise stop.error from None  # the caller's own exception, not its wrapping
+        if interrupted or not isinstance(error, InferenceIOError):
+            raise
+        if not resume:
+            note = "partial outputs removed" if made.partial else "nothing was written"
+        elif unfinished.exists():
+            note = f"{unfinished.name} kept: fix this and run the command again with --resume to continue"
+        else:
+            note = "nothing to resume yet"
+        raise InferenceIOError(error.path, error.reason, f"{error.fix}; {note}") from error
 
 
 def predict_raster(
@@ -255,6 +539,7 @@ def predict_raster(
     min_area: float = 0.0,
     resume: bool = False,
     overwrite: bool = False,
+    strict: bool = False,
     devices: Union[int, str] = 1,
     num_nodes: int = 1,
     progress: bool = True,
@@ -268,6 +553,13 @@ def predict_raster(
     with smooth weights; nodata/masked input pixels are nodata (255) in the output and tiles
     without valid pixels are not run. Outputs are written as ``<name>.partial.tif`` and
     renamed when complete.
+
+    Before any work, every input is checked (readable to its last block, bands, a sample of
+    its pixels against the model's training pixels), every file the run would write (outputs,
+    their unfinished and temporary files, resume state) is checked not to be an input or the
+    checkpoint, also through a link, and the output folders are checked to be writable. A run
+    that fails removes the unfinished outputs it wrote, unless ``resume`` is set; one that is
+    interrupted (Ctrl-C, or ``progress_callback`` raising) keeps them for ``resume``.
 
     Args:
         inputs: raster files, glob patterns or directories.
@@ -292,6 +584,8 @@ def predict_raster(
         resume: continue partial outputs of an interrupted run made with the same settings,
             and keep outputs that are already complete.
         overwrite: replace existing outputs.
+        strict: refuse inputs whose pixels differ in data type or value range from those the
+            model was trained on (checkpoints that record them), instead of warning.
         devices: processes per node (GPUs), or ``"auto"``. With more than one process (or
             ``num_nodes > 1``) Lightning Fabric launches them and the inputs are shared out
             file by file; a single raster is not split.
@@ -305,7 +599,18 @@ def predict_raster(
 
     Raises:
         FileNotFoundError: an input or the checkpoint does not exist.
-        ValueError: invalid options or inputs (raised before any tile is predicted).
+        ValueError: invalid options or inputs: unreadable, truncated or damaged inputs, an
+            output that would overwrite an input or the checkpoint, outputs that exist without
+            ``overwrite``/``resume``, and with ``strict`` pixels unlike the training pixels
+            (:class:`rsfm.data.pixel_range.PixelRangeMismatch`). Raised before any tile is
+            predicted.
+        InferenceIOError: an ``OSError`` naming the file and the fix: an output folder that
+            cannot be written (before any tile is predicted), or a read or write that failed
+            during the run (the message says whether partial outputs were removed or kept).
+
+    Warns:
+        PixelRangeWarning: an input's pixels differ from the training pixels (without ``strict``).
+        UserWarning: an input has no CRS.
     """
     tile_size, overlap, batch_size = int(tile_size), int(overlap), int(batch_size)
     if device == "auto":
@@ -322,7 +627,12 @@ def predict_raster(
     vector_path = Path(vector) if vector is not None else None
     if vector_path is not None and model.kind != SEGMENTATION:
         raise ValueError(f"{checkpoint}: polygons need a segmentation checkpoint; this one classifies scenes (drop --vector)")
-    jobs, results = _plan_jobs(sources, Path(output), vector_path, resume, overwrite)
+    jobs, results = _plan_jobs(
+        sources, Path(output), vector_path, checkpoint, resume=resume, overwrite=overwrite, cog=cog
+    )
+    _check_pixels(jobs, model, strict)
+    _check_outputs_writable(jobs)
+    stop = _CallerStop(progress_callback) if progress_callback is not None else None
 
     from lightning.fabric import Fabric
 
@@ -338,10 +648,11 @@ def predict_raster(
     model.to(fabric.device, fabric.autocast)
     for job in jobs[fabric.global_rank :: fabric.world_size]:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # bounds the cache in every thread
-            result = _predict_file(
+            result = _run_job(
                 job,
                 model,
                 checkpoint,
+                stop,
                 tile_size=tile_size,
                 overlap=overlap,
                 batch_size=batch_size,
@@ -352,7 +663,7 @@ def predict_raster(
                 resume=resume,
                 progress=progress,
                 position=fabric.local_rank,
-                progress_callback=progress_callback,
+                progress_callback=stop,
             )
         results.append(result)
     if fabric.world_size > 1:

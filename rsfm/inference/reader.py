@@ -8,8 +8,11 @@ from typing import Iterator, List, Tuple
 
 import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError  # what rasterio raises for some GDAL errors; not exported elsewhere
+from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
+from rsfm.inference.errors import InferenceIOError, error_reason
 from rsfm.inference.inputs import RasterInput
 from rsfm.inference.tiling import TileGrid, reflect_pad
 
@@ -70,7 +73,21 @@ def iter_tile_batches(
         grid: the tile grid over it.
         batch_size: tiles per batch.
         first_row: tile row to resume from (the batch holding its first tile is the first).
+
+    Raises:
+        InferenceIOError: the raster cannot be read (damaged, or gone since it was checked).
     """
+    try:
+        yield from _read_tile_batches(source, grid, batch_size, first_row)
+    except (RasterioIOError, CPLE_BaseError) as error:
+        raise InferenceIOError(
+            source.path,
+            f"cannot read pixels: {error_reason(error)}",
+            "the file is truncated, damaged or gone; fetch it again",
+        ) from error
+
+
+def _read_tile_batches(source: RasterInput, grid: TileGrid, batch_size: int, first_row: int) -> Iterator[TileBatch]:
     size, stride, cols = grid.tile_size, grid.stride, grid.cols
     floating = np.dtype(source.dtype).kind == "f"
     with rasterio.open(source.path) as dataset:

@@ -15,6 +15,11 @@ def file_identity(path: Path) -> Dict[str, Any]:
     return {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def temporary_path(state: Path) -> Path:
+    """Where :meth:`ResumeState.save` writes ``state`` before renaming it: ``<state>.tmp``."""
+    return state.with_name(state.name + ".tmp")
+
+
 @dataclass
 class ResumeState:
     """Progress of one output raster.
@@ -30,7 +35,7 @@ class ResumeState:
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file + rename), so a crash never leaves half a state."""
-        temporary = path.with_name(path.name + ".tmp")
+        temporary = temporary_path(path)
         temporary.write_text(json.dumps({"settings": self.settings, "rows_done": self.rows_done}, indent=1))
         os.replace(temporary, path)
 

@@ -40,6 +40,19 @@ def vector_driver(path: Path) -> str:
     return driver
 
 
+def partial_vector_path(vector: Path) -> Path:
+    """Where :func:`write_polygons` writes ``vector`` until it is complete:
+    ``buildings.gpkg`` -> ``buildings.partial.gpkg``."""
+    return vector.with_name(f"{vector.stem}.partial{vector.suffix}")
+
+
+def vector_side_files(vector: Path) -> List[Path]:
+    """Files SQLite may write next to a GeoPackage while it is written (journal, write-ahead log)."""
+    if vector_driver(vector) != "GPKG":
+        return []
+    return [vector.with_name(f"{vector.name}{ending}") for ending in ("-journal", "-wal", "-shm")]
+
+
 @dataclass
 class _Group:
     """Pixels of one class connected so far, possibly spread over several chunks."""
@@ -213,7 +226,7 @@ def write_polygons(
     frame = geopandas.GeoDataFrame(
         {"class": names, "area": areas, "mean_probability": probabilities}, geometry=geometries, crs=crs
     )
-    temporary = vector.with_name(f"{vector.stem}.partial{vector.suffix}")
+    temporary = partial_vector_path(vector)
     temporary.unlink(missing_ok=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*crs.*", category=UserWarning)

@@ -32,7 +32,18 @@ def partial_path(final: Path) -> Path:
 
 
 def state_path(final: Path) -> Path:
+    """The resume state of ``final``: ``scene.tif`` -> ``scene.partial.json``."""
     return final.with_name(f"{final.stem}.partial.json")
+
+
+def cog_path(final: Path) -> Path:
+    """Where the Cloud-Optimized copy of ``final`` is made: ``scene.tif`` -> ``scene.partial-cog.tif``."""
+    return final.with_name(f"{final.stem}.partial-cog{final.suffix}")
+
+
+def cog_side_files(converted: Path) -> List[Path]:
+    """The files GDAL's COG driver builds the overviews of ``converted`` in, next to it."""
+    return [converted.with_name(f"{converted.name}.ovr.tmp"), converted.with_name(f"{converted.name}.msk.ovr.tmp")]
 
 
 @dataclass(frozen=True)
@@ -251,7 +262,7 @@ class PartialRaster:
         if not self.complete:
             raise RuntimeError(f"{self.path}: only {self.rows_done} of {self.height} rows are written")
         if cog:
-            converted = self.final.with_name(f"{self.final.stem}.partial-cog{self.final.suffix}")
+            converted = cog_path(self.final)
             rasterio.shutil.copy(
                 self.path,
                 converted,

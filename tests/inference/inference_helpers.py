@@ -7,7 +7,7 @@ and read back through ``load_task``, so the tests exercise the same checkpoint p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from rsfm import _compat  # noqa: F401  (before lightning imports torchvision)
 
@@ -25,7 +25,8 @@ from rsfm.tasks.base import BaseTask, register_task
 
 @register_task
 class ConvSegmentationTask(BaseTask):
-    """Two 3x3 convolutions: receptive field 5x5 pixels (radius 2)."""
+    """Two 3x3 convolutions: receptive field 5x5 pixels (radius 2). ``pixel_range`` describes
+    the training pixels, as rsfm's own tasks record it (None: a checkpoint from before)."""
 
     def __init__(
         self,
@@ -38,6 +39,7 @@ class ConvSegmentationTask(BaseTask):
         seed: int = 0,
         learning_rate: float = 0.01,
         backbone_checkpoint: Optional[str] = None,
+        pixel_range: Optional[Dict[str, Any]] = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

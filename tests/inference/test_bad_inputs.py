@@ -83,7 +83,7 @@ def test_bad_options(tmp_path, good, conv_checkpoint, options, message):
 def test_bad_outputs(tmp_path, good, conv_checkpoint):
     with pytest.raises(ValueError, match=r"out\.shp: unknown vector format; end the name with \.gpkg"):
         predict_raster(good, conv_checkpoint, tmp_path / "out.tif", vector=tmp_path / "out.shp", **FAST)
-    with pytest.raises(ValueError, match=r"good\.tif: output would overwrite an input"):
+    with pytest.raises(ValueError, match=r"good\.tif: the output raster would overwrite the input .*good\.tif"):
         predict_raster(good, conv_checkpoint, good, overwrite=True, **FAST)
     with pytest.raises(ValueError, match=r"out\.png: output raster must end in \.tif"):
         predict_raster(good, conv_checkpoint, tmp_path / "out.png", **FAST)

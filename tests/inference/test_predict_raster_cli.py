@@ -48,6 +48,15 @@ def test_command_reports_bad_input_in_one_line(tmp_path, conv_checkpoint, capsys
     assert "--bands takes 1-based band numbers" in capsys.readouterr().err
 
 
+# the command line of a package that registers its own tasks (here the test tasks) on import
+COMMAND_WITH_TEST_TASKS = """
+import sys
+import inference_helpers  # registers the test tasks
+from rsfm.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_two_processes_share_the_files(tmp_path, conv_checkpoint):
     """``--devices 2`` on the CPU: Fabric launches a second process (DDP, gloo); every input is
@@ -57,8 +66,10 @@ def test_two_processes_share_the_files(tmp_path, conv_checkpoint):
     for index in range(3):
         write_raster(folder / f"scene_{index}.tif", smooth_image(3, 90, 100, seed=index))
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HELPERS), os.environ.get("PYTHONPATH", "")]))
+    script = tmp_path / "rsfm_with_test_tasks.py"
+    script.write_text(COMMAND_WITH_TEST_TASKS)
     command = [
-        sys.executable, "-m", "rsfm.main", "predict-raster", str(folder), "--checkpoint", str(conv_checkpoint),
+        sys.executable, str(script), "predict-raster", str(folder), "--checkpoint", str(conv_checkpoint),
         "--output", str(tmp_path / "out"), "--tile-size", "64", "--overlap", "16", "--device", "cpu",
         "--devices", "2", "--quiet",
     ]

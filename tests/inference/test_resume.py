@@ -90,6 +90,7 @@ def test_resume_keeps_finished_outputs_and_overwrite_replaces_them(tmp_path, sce
 KILLED_RUN = """
 import sys, time
 from pathlib import Path
+import inference_helpers  # registers the test tasks
 import rsfm.inference.writer as writer
 from rsfm import predict_raster
 
