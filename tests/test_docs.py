@@ -34,6 +34,7 @@ PAGES = [
     "docs/howto/finetune_scene.md",
     "docs/howto/multi_gpu.md",
     "docs/troubleshooting.md",
+    "docs/security.md",
     "docs/cli.md",
     "docs/configs.md",
     "docs/api.md",
