@@ -282,6 +282,7 @@ def test_scene_classifier_names_an_image_with_the_wrong_band_count(trained):
 def test_predict_writer_writes_one_row_per_image(trained, tmp_path):
     trainer = _trainer(tmp_path, callbacks=[ScenePredictionWriter(output_dir=str(tmp_path / "out"), top_k=2)])
     trainer.predict(trained.task, trained.datamodule, return_predictions=False)
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["predictions.csv"]  # renamed when done
     with open(tmp_path / "out" / "predictions.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["path"] for row in rows] == [str(path) for path, _ in trained.datamodule.split_samples("test")]
@@ -289,6 +290,19 @@ def test_predict_writer_writes_one_row_per_image(trained, tmp_path):
     first = classifier.predict(rows[0]["path"])[0]
     assert rows[0]["predicted"] == first.label and float(rows[0]["probability"]) == pytest.approx(first.probability, abs=1e-4)
     assert {row["true"] for row in rows} == set(CLASSES) and all(row["top_k"].count(";") == 1 for row in rows)
+
+
+def test_predict_writer_never_overwrites_its_inputs(trained, scenes, tmp_path):
+    """A sample list named like the writer's CSV, in its output folder, is left as it was."""
+    listing = tmp_path / "out" / "predictions.csv"
+    listing.parent.mkdir()
+    listing.write_text("".join(f"{path},{label}\n" for path, label in rsfm.data.scan_class_folders(scenes)))
+    before = listing.read_bytes()
+    datamodule = SceneDataModule(sample_list=str(listing), split=[0.5, 0.25, 0.25], image_size=32, batch_size=5)
+    trainer = _trainer(tmp_path, callbacks=[ScenePredictionWriter(output_dir=str(listing.parent))])
+    with pytest.raises(ValueError, match=r"predictions.csv: would overwrite the input .*predictions.csv"):
+        trainer.predict(trained.task, datamodule, return_predictions=False)
+    assert listing.read_bytes() == before and sorted(p.name for p in listing.parent.iterdir()) == ["predictions.csv"]
 
 
 def test_official_rsp_checkpoint_loads_through_backbone_checkpoint(reference_dir):
