@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from rsfm.main import main
 from rsfm.models import create_model

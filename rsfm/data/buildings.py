@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rsfm.data.io import IMAGE_EXTENSIONS, RASTER_EXTENSIONS, ImageReadError, read_image
 from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
-from rsfm.data.samples import _shorten
+from rsfm.data.samples import shorten
 from rsfm.data.segmentation import IGNORE_INDEX, building_train_transform, make_sample, mask_value_set
 
 __all__ = ["MASK_VALUES", "BuildingTileDataset", "BuildingTileDataModule", "check_mask_values", "read_mask"]
@@ -125,7 +125,7 @@ def check_mask_values(
     ]
     raise ValueError(
         f"{len(offending)} of {len(paths)} mask(s) do not fit mask_values='{mask_values}' "
-        f"({_MEANINGS[mask_values]}): {_shorten(named)}. The masks hold {_and(sorted(everything)[:10])}: "
+        f"({_MEANINGS[mask_values]}): {shorten(named)}. The masks hold {_and(sorted(everything)[:10])}: "
         + _mask_hint(everything, mask_values)
     )
 

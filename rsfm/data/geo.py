@@ -28,7 +28,7 @@ from torchgeo.datasets.splits import roi_split
 from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
 from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
-from rsfm.data.samples import _shorten
+from rsfm.data.samples import shorten
 from rsfm.data.segmentation import IGNORE_INDEX, building_train_transform, make_sample, mask_value_set
 
 __all__ = [
@@ -232,7 +232,7 @@ def _check_mask_rasters(
         holding = [path for path, values in found.items() if 255 in values]
         raise ValueError(
             f"the mask rasters hold {_values_text(everything)} and building_value is unset, so 1 and 255 would both be "
-            f"buildings; {len(holding)} of {len(files)} hold 255: {_shorten(holding)}. If 255 marks pixels "
+            f"buildings; {len(holding)} of {len(files)} hold 255: {shorten(holding)}. If 255 marks pixels "
             "without labels, set ignore_value=255 (or tag 255 as the rasters' nodata); if only 1 is a building, "
             "set building_value=1; if some masks use 255 for buildings, convert them to one convention"
         )

@@ -25,6 +25,7 @@ __all__ = [
     "missing_files_problem",
     "read_sample_list",
     "scan_class_folders",
+    "shorten",
     "stratified_split",
 ]
 
@@ -219,14 +220,14 @@ def missing_files_problem(
         return None
     base = Path(root) if root is not None else Path(list_file).parent
     return (
-        f"{list_file}: {len(missing)} of {len(samples)} listed image(s) do not exist: {_shorten(missing)} "
+        f"{list_file}: {len(missing)} of {len(samples)} listed image(s) do not exist: {shorten(missing)} "
         f"(relative paths are resolved against {base}; pass root=... to change that, or fix the list)"
     )
 
 
-def _shorten(items: Sequence[object], count: int = 10) -> str:
+def shorten(items: Sequence[object], count: int = 10) -> str:
     """``a, b, c and 7 more``: at most ``count`` items of a problem report."""
-    shown = ", ".join(str(item) for item in items[:count])
+    shown = ", ".join(str(item) for item in list(items)[:count])
     return shown + (f" and {len(items) - count} more" if len(items) > count else "")
 
 

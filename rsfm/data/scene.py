@@ -23,7 +23,7 @@ from rsfm.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
 from rsfm.data.samples import (
     Sample,
-    _shorten,
+    shorten,
     index_class_folders,
     missing_files_problem,
     read_sample_list,
@@ -376,7 +376,7 @@ class SceneDataModule(LightningDataModule):
                     problems.append(
                         f"{len(found.empty_folders)} class folder(s) under {hparams.root} hold no image "
                         f"({', '.join(IMAGE_EXTENSIONS)}), so their classes would be missing: "
-                        f"{_shorten(found.empty_folders)}; add the images or remove the folders"
+                        f"{shorten(found.empty_folders)}; add the images or remove the folders"
                     )
                 source = hparams.root
             named = dict(zip(_SPLITS, stratified_split(everything, hparams.split, hparams.seed)))

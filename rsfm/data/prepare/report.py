@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import List, Sequence, TextIO
+from typing import List, TextIO
 
 from tqdm import tqdm
+
+from rsfm.data.samples import shorten  # one list formatter for all data messages
 
 __all__ = ["PrepareError", "Report", "shorten"]
 
 
 class PrepareError(ValueError):
     """The input cannot be prepared; the message names the file and says what to do."""
-
-
-def shorten(names: Sequence[object], limit: int = 10) -> str:
-    """``a, b, c and 7 more``: a readable list of at most ``limit`` names."""
-    shown = ", ".join(str(name) for name in list(names)[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 @dataclass
