@@ -24,7 +24,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(PY) -m rsfm.demo --output demo_output
+	$(VENV)/bin/rsfm demo --output demo_output
 
 bench: $(STAMP)
 	$(PY) benchmarks/backbone_throughput.py

@@ -37,7 +37,7 @@ import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.cli import LightningCLI
 
-from rsfm.models.export import export_backbone
+from rsfm.tasks.export import export_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 SCENE_CONFIG = REPO / "configs" / "scene_quickstart.yaml"
@@ -89,7 +89,7 @@ def _scene_backbone(output_dir: Path) -> Dict[str, Any]:
         "backbone_file": str(backbone),
         "epochs": cli.trainer.current_epoch,
         "fit_seconds": round(seconds, 1),
-        "val_acc_last": round(metrics["val_acc"], 4),
+        "val_acc_last": round(metrics["val/acc"], 4),
     }
 
 

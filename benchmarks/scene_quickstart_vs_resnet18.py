@@ -87,7 +87,7 @@ def _run(backbone: str, output_dir: Path, epochs: int | None) -> Dict[str, Any]:
     results = {}
     for which in ("last", "best"):
         (metrics,) = trainer.test(model, datamodule, ckpt_path=which, verbose=False)
-        results[which] = {key: metrics[key] for key in ("test_acc", "test_acc_top5", "test_acc_macro")}
+        results[which] = {key: metrics[f"test/{key}"] for key in ("acc", "acc_top5", "acc_macro")}
     steady = throughput.epochs[1:] or throughput.epochs
     rates = [epoch["images"] / epoch["seconds"] for epoch in steady]
     return {

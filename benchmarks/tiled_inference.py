@@ -135,7 +135,7 @@ def measure_memory(
     """Run in a fresh process: everything imported and the model loaded, then one prediction
     through the command line (``rsfm predict-raster``) or the Python API."""
     from rsfm import predict_raster
-    from rsfm.inference.cli import main as command
+    from rsfm.cli.predict_raster import main as command
     from rsfm.inference.model import load_tile_model
 
     load_tile_model(checkpoint)  # import and warm everything the run needs
@@ -171,7 +171,7 @@ def measure_overhead(raster: Path, checkpoint: Path, output: Path, options: Dict
     from rsfm.inference.inputs import check_input
     from rsfm.inference.model import load_tile_model
     from rsfm.inference.reader import iter_tile_batches
-    from rsfm.inference.tiling import TileGrid
+    from rsfm.data.tiling import TileGrid
 
     model = load_tile_model(checkpoint)
     model.probe(options["tile_size"])

@@ -31,7 +31,7 @@ CONFIG_CLASSES = [
 
 
 def _help_text(argv: List[str]) -> str:
-    from rsfm.main import main
+    from rsfm.cli import main
 
     output = io.StringIO()
     with contextlib.redirect_stdout(output), contextlib.redirect_stderr(io.StringIO()):
@@ -44,7 +44,7 @@ def _help_text(argv: List[str]) -> str:
 
 
 def cli_reference() -> str:
-    from rsfm.main import COMMANDS
+    from rsfm.cli import COMMANDS, LIGHTNING
 
     parts = [
         "# Command-line reference\n",
@@ -56,7 +56,7 @@ def cli_reference() -> str:
     ]
     lightning_done = False
     for name, (target, summary) in COMMANDS.items():
-        if target == "rsfm.main:lightning_cli":
+        if target == LIGHTNING:
             if lightning_done:
                 continue
             lightning_done = True

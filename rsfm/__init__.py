@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY = {
     "create_model": "rsfm.models",
-    "load_checkpoint": "rsfm.models",
+    "load_checkpoint": "rsfm.loading",
     "load_checkpoint_file": "rsfm.models",
     "ViTAEv2": "rsfm.models",
     "SceneClassifier": "rsfm.scene_classifier",
@@ -25,7 +25,7 @@ _LAZY = {
     "BuildingSegmentationTask": "rsfm.tasks",
     "BuildingTileDataModule": "rsfm.data",
     "BuildingGeoDataModule": "rsfm.data.geo",
-    "export_backbone": "rsfm.models.export",
+    "export_backbone": "rsfm.tasks.export",
     "predict_raster": "rsfm.inference",
     "BuildingExtractor": "rsfm.building_extractor",
     "BuildingPrediction": "rsfm.building_extractor",

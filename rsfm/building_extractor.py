@@ -18,10 +18,10 @@ from typing import Any, List, Sequence, Union
 import numpy as np
 import torch
 
-from rsfm._images import ImageInput, as_image_array, as_image_list
-from rsfm.data.pixel_range import check_pixels, describe_pixels
-from rsfm.tasks.base import load_task
-from rsfm.tasks.segmentation import BuildingSegmentationTask
+from rsfm._images import ImageInput
+from rsfm.inference.predictor import Predictor
+from rsfm.tasks.base import BaseTask, load_task
+from rsfm.tasks.contract import SEGMENTATION
 
 __all__ = ["BuildingExtractor", "BuildingPrediction"]
 
@@ -40,13 +40,13 @@ class BuildingPrediction:
 
 
 class BuildingExtractor:
-    """Inference wrapper around a trained ``BuildingSegmentationTask``.
+    """Building extraction with a trained checkpoint: a view of :class:`rsfm.inference.Predictor`.
 
-    Images keep their size (the model takes any size); they are normalised with the statistics
-    stored in the checkpoint.
+    Images keep their size (the model takes any size); they are read with the checkpoint's
+    bands and normalised with its statistics, as ``rsfm predict-raster`` does for each tile.
 
     Args:
-        task: a trained task (e.g. from ``rsfm.load_checkpoint``).
+        task: a trained building segmentation task (e.g. from ``rsfm.load_checkpoint``).
         checkpoint: the file the task came from (needed by :meth:`predict_raster`).
         threshold: probability above which a pixel is a building.
         strict: raise ``PixelRangeMismatch`` instead of warning when an image's data type or
@@ -55,17 +55,18 @@ class BuildingExtractor:
 
     def __init__(
         self,
-        task: BuildingSegmentationTask,
+        task: BaseTask,
         checkpoint: Union[str, os.PathLike, None] = None,
         threshold: float = 0.5,
         strict: bool = False,
     ) -> None:
         if not 0 < threshold < 1:
             raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
-        self.task = task.eval()
+        if task.task_kind != SEGMENTATION or task.num_outputs != 1:
+            raise ValueError(f"BuildingExtractor needs a binary segmentation task, got a {type(task).__name__}")
+        self.predictor = Predictor(task, strict=strict)
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.threshold = threshold
-        self.strict = strict
 
     @classmethod
     def load(
@@ -75,15 +76,27 @@ class BuildingExtractor:
         threshold: float = 0.5,
         strict: bool = False,
     ) -> "BuildingExtractor":
-        """Load a ``.ckpt`` written by ``rsfm fit`` with a ``BuildingSegmentationTask``.
+        """Load a ``.ckpt`` written by ``rsfm fit`` with a building segmentation task.
 
         Raises:
             ValueError: naming the file, when it is not a building segmentation checkpoint.
         """
         task = load_task(checkpoint, map_location=device)
-        if not isinstance(task, BuildingSegmentationTask):
-            raise ValueError(f"{checkpoint}: holds a {type(task).__name__}, not a BuildingSegmentationTask")
+        if task.task_kind != SEGMENTATION or task.num_outputs != 1:
+            raise ValueError(f"{checkpoint}: holds a {type(task).__name__}, not a building segmentation task")
         return cls(task, checkpoint=checkpoint, threshold=threshold, strict=strict)
+
+    @property
+    def task(self) -> BaseTask:
+        return self.predictor.task
+
+    @property
+    def strict(self) -> bool:
+        return self.predictor.strict
+
+    @strict.setter
+    def strict(self, value: bool) -> None:
+        self.predictor.strict = value
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[BuildingPrediction]:
         """Building masks for one image or a list of them, one forward pass per image.
@@ -102,15 +115,9 @@ class BuildingExtractor:
             rsfm.data.pixel_range.PixelRangeMismatch: ``strict`` and an image's pixels differ
                 from the training data's (otherwise a ``PixelRangeWarning``).
         """
-        hparams = self.task.hparams
         predictions = []
-        for position, image in enumerate(as_image_list(images)):
-            array, name = as_image_array(image, position, hparams.in_chans, hparams.get("bands"))
-            check_pixels(describe_pixels(array), self.task.pixel_range, name, self.strict)
-            batch = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))[None]
-            with torch.inference_mode():
-                logits = self.task(self.task.normalize(batch.to(self.task.device)))
-            probability = torch.sigmoid(logits[0, 0]).float().cpu().numpy()
+        for array, _ in self.predictor.read_images(images):
+            probability = self.predictor(array.transpose(2, 0, 1)[None])[0, 0]
             predictions.append(BuildingPrediction((probability > self.threshold).astype(np.uint8), probability))
         return predictions
 

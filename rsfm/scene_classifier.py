@@ -14,11 +14,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from rsfm._images import ImageInput, as_image_array, as_image_list
-from rsfm.data.pixel_range import check_pixels, describe_pixels
-from rsfm.data.transforms import scene_eval_transform
-from rsfm.tasks.base import load_task
-from rsfm.tasks.classification import SceneClassificationTask
+from rsfm._images import ImageInput
+from rsfm.inference.predictor import Predictor
+from rsfm.tasks.base import BaseTask, load_task
+from rsfm.tasks.contract import CLASSIFICATION
 
 __all__ = ["ImageInput", "SceneClassifier", "ScenePrediction"]
 
@@ -43,14 +42,14 @@ class ScenePrediction:
 
 
 class SceneClassifier:
-    """Inference wrapper around a trained ``SceneClassificationTask``.
+    """Scene classification with a trained checkpoint: a view of :class:`rsfm.inference.Predictor`.
 
-    Images are read and resized exactly as for evaluation during training (same bands, same
-    ``image_size``, bicubic resize of the whole scene) and normalised with the statistics stored
-    in the checkpoint.
+    Images are read and resized exactly as for evaluation during training (the checkpoint's
+    bands and ``image_size``, bicubic resize of the whole scene) and normalised with the
+    statistics stored in the checkpoint; ``rsfm predict-raster`` prepares tiles the same way.
 
     Args:
-        task: a trained task (e.g. from ``rsfm.tasks.load_task``).
+        task: a trained classification task (e.g. from ``rsfm.tasks.load_task``).
         image_size: model input side in pixels; default: the size the task was trained with.
         batch_size: images per forward pass.
         strict: raise ``PixelRangeMismatch`` instead of warning when an image's data type or
@@ -59,18 +58,15 @@ class SceneClassifier:
 
     def __init__(
         self,
-        task: SceneClassificationTask,
+        task: BaseTask,
         image_size: Optional[int] = None,
         batch_size: int = 32,
         strict: bool = False,
     ) -> None:
-        self.task = task.eval()
-        self.strict = strict
-        self.image_size = image_size or task.hparams.image_size
-        if self.image_size is None:
-            raise ValueError("the task does not record its input size; pass image_size=... (pixels)")
+        if task.task_kind != CLASSIFICATION:
+            raise ValueError(f"SceneClassifier needs a classification task, got a {type(task).__name__}")
+        self.predictor = Predictor(task, image_size=image_size, strict=strict)
         self.batch_size = batch_size
-        self._transform = scene_eval_transform(self.image_size)
 
     @classmethod
     def load(
@@ -81,24 +77,40 @@ class SceneClassifier:
         batch_size: int = 32,
         strict: bool = False,
     ) -> "SceneClassifier":
-        """Load a ``.ckpt`` written by ``rsfm fit`` with a ``SceneClassificationTask``.
+        """Load a ``.ckpt`` written by ``rsfm fit`` with a scene classification task.
 
         Raises:
             ValueError: naming the file, when it is not a scene classification checkpoint.
         """
         task = load_task(checkpoint, map_location=device)
-        if not isinstance(task, SceneClassificationTask):
-            raise ValueError(f"{checkpoint}: holds a {type(task).__name__}, not a SceneClassificationTask")
+        if task.task_kind != CLASSIFICATION:
+            raise ValueError(f"{checkpoint}: holds a {type(task).__name__}, not a scene classification task")
         return cls(task, image_size=image_size, batch_size=batch_size, strict=strict)
+
+    @property
+    def task(self) -> BaseTask:
+        return self.predictor.task
+
+    @property
+    def image_size(self) -> int:
+        return int(self.predictor.image_size)
+
+    @property
+    def strict(self) -> bool:
+        return self.predictor.strict
+
+    @strict.setter
+    def strict(self, value: bool) -> None:
+        self.predictor.strict = value
 
     @property
     def class_names(self) -> List[str]:
         """Class names in the model's output order."""
-        return self.task.class_names
+        return self.predictor.class_names
 
     @property
     def device(self) -> torch.device:
-        return self.task.device
+        return self.predictor.device
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[ScenePrediction]:
         """Classify images.
@@ -119,22 +131,17 @@ class SceneClassifier:
             rsfm.data.pixel_range.PixelRangeMismatch: ``strict`` and an image's pixels differ
                 from the training data's (otherwise a ``PixelRangeWarning``).
         """
-        arrays = []
-        for position, image in enumerate(as_image_list(images)):
-            array, name = as_image_array(image, position, self.task.hparams.in_chans, self.task.hparams.bands)
-            check_pixels(describe_pixels(array), self.task.pixel_range, name, self.strict)
-            arrays.append(array)
+        arrays = [array.transpose(2, 0, 1) for array, _ in self.predictor.read_images(images)]
         predictions: List[ScenePrediction] = []
-        for start in range(0, len(arrays), self.batch_size):
-            batch = torch.stack([self._prepare(array) for array in arrays[start : start + self.batch_size]])
-            with torch.inference_mode():
-                probabilities = self.task(batch.to(self.device)).softmax(dim=1).float().cpu().numpy()
+        start = 0
+        while start < len(arrays):  # batches of consecutive images of one size
+            stop = start + 1
+            while stop < min(len(arrays), start + self.batch_size) and arrays[stop].shape == arrays[start].shape:
+                stop += 1
+            probabilities = self.predictor(np.stack(arrays[start:stop]))
             predictions.extend(self._to_prediction(row) for row in probabilities)
+            start = stop
         return predictions
-
-    def _prepare(self, array: np.ndarray) -> torch.Tensor:
-        resized = self._transform(image=array.astype(np.float32))["image"]
-        return torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
 
     def _to_prediction(self, row: np.ndarray) -> ScenePrediction:
         best = int(row.argmax())

@@ -1,5 +1,7 @@
 """The public API as a user calls it: ``rsfm.<name>``."""
 
+import importlib.metadata
+
 import numpy as np
 import pytest
 import torch
@@ -8,8 +10,13 @@ import rsfm
 
 
 def test_every_public_name_resolves():
+    assert rsfm.__version__ == importlib.metadata.version("rsfm")  # the installed package is this one
     for name in rsfm.__all__:
-        assert getattr(rsfm, name) is not None, name
+        if name == "__version__":
+            continue
+        value = getattr(rsfm, name)
+        # rsfm's own class or function under its own name, not an alias or another package's object
+        assert (value.__name__, value.__module__.split(".")[0]) == (name, "rsfm"), name
     assert "load_checkpoint" in dir(rsfm)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         rsfm.nope

@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -12,22 +11,20 @@ def _run(args):
     return subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=False)
 
 
-def test_help_is_fast_and_identical_for_both_entry_points():
+def test_help_is_identical_for_both_entry_points():
+    """How long ``rsfm --help`` takes is measured by benchmarks/cli_startup.py."""
     console_script = Path(sys.executable).with_name("rsfm")
-    start = time.perf_counter()
     installed = _run([str(console_script), "--help"])
-    elapsed = time.perf_counter() - start
     shim = _run([sys.executable, "cli.py", "--help"])
     assert installed.returncode == shim.returncode == 0
     assert installed.stdout == shim.stdout
     for command in ("fit", "validate", "test", "predict", "models"):
         assert f"\n  {command} " in installed.stdout
-    assert elapsed < 2.0, f"rsfm --help took {elapsed:.2f} s"
 
 
 def test_import_rsfm_and_help_do_not_import_the_heavy_stack():
     code = (
-        "import sys, rsfm, rsfm.main; rsfm.main.main(['--help']);"
+        "import sys, rsfm, rsfm.cli; rsfm.cli.main(['--help']);"
         "heavy = [m for m in ('torch', 'lightning', 'torchgeo', 'rasterio', 'timm') if m in sys.modules];"
         "print(heavy)"
     )

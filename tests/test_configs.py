@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rsfm.main import main
+from rsfm.cli import main
 from rsfm.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]

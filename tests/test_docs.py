@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rsfm.main import COMMANDS, main
+from rsfm.cli import COMMANDS, LIGHTNING, main
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [
@@ -90,7 +90,7 @@ def _check_rsfm(words):
     command, rest = words[0], words[1:]
     assert command in COMMANDS, f"'rsfm {command}' is not a command"
     target = COMMANDS[command][0]
-    if target == "rsfm.main:lightning_cli":
+    if target == LIGHTNING:
         config = rest[rest.index("--config") + 1]
         assert (REPO / config).is_file(), config
         output = io.StringIO()

@@ -310,13 +310,29 @@ class BuildingTileDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         _mask_meaning(mask_values)
-        self.save_hyperparameters()
+        # kept out of the logger: the task logs bands and mask_values under the same keys
+        self.save_hyperparameters(logger=False)
         self.hparams.root = str(root)  # checkpoints hold plain types, so resuming loads weights-only
         self.root = Path(root)
         self.train_transform = building_train_transform(patch_size, scale_range)
         self.val_batch_size = val_batch_size or batch_size
         self._checked_masks: Set[Path] = set()
         self._pixel_range: Optional[Dict[str, Any]] = None
+
+    @property
+    def image_size(self) -> int:
+        """Side of the training patches in pixels (``patch_size``)."""
+        return int(self.hparams.patch_size)
+
+    @property
+    def bands(self) -> Optional[List[int]]:
+        """1-based image bands fed to the model (``None``: all)."""
+        return list(self.hparams.bands) if self.hparams.bands is not None else None
+
+    @property
+    def mask_values(self) -> str:
+        """The masks' convention (a key of ``MASK_VALUES``)."""
+        return str(self.hparams.mask_values)
 
     @property
     def pixel_range(self) -> Optional[Dict[str, Any]]:

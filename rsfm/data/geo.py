@@ -340,6 +340,21 @@ class BuildingGeoDataModule(LightningDataModule):
         self._pixel_range: Optional[Dict[str, Any]] = None
 
     @property
+    def image_size(self) -> int:
+        """Side of the training patches in pixels (``patch_size``)."""
+        return int(self.hparams.patch_size)
+
+    @property
+    def pixel_size(self) -> Optional[float]:
+        """Pixel size of the training data in metres, when its CRS is in metres (after setup)."""
+        dataset = getattr(self, "train_dataset", None)
+        crs = getattr(dataset, "crs", None)
+        if dataset is None or crs is None or not crs.is_projected or crs.linear_units not in ("metre", "meter"):
+            return None
+        res = dataset.res
+        return float(res[0] if isinstance(res, (tuple, list)) else res)
+
+    @property
     def pixel_range(self) -> Optional[Dict[str, Any]]:
         """Data type and value range of the raw training pixels, e.g. ``{"dtype": "uint16", "min":
         1.0, "max": 2047.0}`` (see ``rsfm.data.pixel_range.describe_pixels``; nodata excluded).

@@ -5,7 +5,7 @@ from rsfm import _compat  # noqa: F401  (must run before lightning/timm import t
 from rsfm.inference.errors import InferenceIOError
 from rsfm.inference.outputs import NODATA, PROBABILITY_SCALE, OutputEncoding, OutputType
 from rsfm.inference.predict import PredictionResult, predict_raster
-from rsfm.inference.tiling import TileGrid
+from rsfm.data.tiling import TileGrid
 from rsfm.inference.vectorize import write_polygons
 
 __all__ = [

@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from rsfm.inference.tiling import TileGrid
+from rsfm.data.tiling import TileGrid
 
 
 @dataclass

@@ -22,16 +22,15 @@ import rasterio
 from affine import Affine
 from rasterio._err import CPLE_BaseError  # what rasterio raises for some GDAL errors; not exported elsewhere
 
-from rsfm.data.pixel_range import check_pixels
 from rsfm.inference.background import Prefetcher, Worker
 from rsfm.inference.blending import BlendAccumulator
 from rsfm.inference.errors import InferenceIOError, error_reason, write_fix
 from rsfm.inference.inputs import PathLike, RasterInput, check_input, expand_inputs
-from rsfm.inference.model import SEGMENTATION, TileModel, load_tile_model
+from rsfm.inference.predictor import SEGMENTATION, Predictor
 from rsfm.inference.outputs import OutputEncoding, OutputType
 from rsfm.inference.reader import TileBatch, iter_tile_batches
 from rsfm.inference.resume import file_identity, temporary_path
-from rsfm.inference.tiling import TileGrid
+from rsfm.data.tiling import TileGrid
 from rsfm.inference.vectorize import partial_vector_path, vector_driver, vector_side_files, write_polygons
 from rsfm.inference.writer import OutputSpec, PartialRaster, cog_path, cog_side_files, partial_path, state_path
 
@@ -261,16 +260,15 @@ def _check_outputs_writable(jobs: List[_Job]) -> None:
         _check_folder_writable(folder, option)
 
 
-def _check_pixels(jobs: List[_Job], model: TileModel, strict: bool) -> None:
+def _check_pixels(jobs: List[_Job], model: Predictor) -> None:
     """Compare a sample of each input's pixels with the pixels the model was trained on."""
-    trained = getattr(model.task, "pixel_range", None)
     for job in jobs:
         if job.source.pixels is not None:
-            check_pixels(job.source.pixels, trained, source=str(job.source.path), strict=strict, stacklevel=3)
+            model.check_pixels(job.source.pixels, str(job.source.path), stacklevel=3)
 
 
 def _output_spec(
-    source: RasterInput, grid: TileGrid, model: TileModel, encoding: OutputEncoding, tags: Dict[str, str]
+    source: RasterInput, grid: TileGrid, model: Predictor, encoding: OutputEncoding, tags: Dict[str, str]
 ) -> OutputSpec:
     common = dict(
         count=encoding.count, crs=source.crs, descriptions=encoding.descriptions, scales=encoding.scales, tags=tags
@@ -285,7 +283,7 @@ def _output_spec(
 def _run_tiles(
     job: _Job,
     grid: TileGrid,
-    model: TileModel,
+    model: Predictor,
     encoding: OutputEncoding,
     partial: PartialRaster,
     batch_size: int,
@@ -400,7 +398,7 @@ def _space_left(folder: Path) -> str:
 
 def _predict_file(
     job: _Job,
-    model: TileModel,
+    model: Predictor,
     checkpoint: Path,
     made: _Made,
     *,
@@ -491,7 +489,7 @@ def _remove_outputs(job: _Job, made: _Made, keep_resume_state: bool) -> None:
 
 
 def _run_job(
-    job: _Job, model: TileModel, checkpoint: Path, stop: Optional[_CallerStop], *, resume: bool, **options: Any
+    job: _Job, model: Predictor, checkpoint: Path, stop: Optional[_CallerStop], *, resume: bool, **options: Any
 ) -> PredictionResult:
     """:func:`_predict_file`, cleaning up when it fails.
 
@@ -527,8 +525,8 @@ def predict_raster(
     output: PathLike,
     *,
     vector: Optional[PathLike] = None,
-    tile_size: int = 512,
-    overlap: int = 64,
+    tile_size: Optional[int] = None,
+    overlap: Optional[int] = None,
     batch_size: int = 8,
     bands: Optional[Sequence[int]] = None,
     device: str = "auto",
@@ -568,12 +566,14 @@ def predict_raster(
             several.
         vector: polygons of the predicted classes (segmentation only): a ``.gpkg`` or
             ``.geojson`` file for one input, a directory (``<input stem>.gpkg``) for several.
-        tile_size: tile side in pixels.
-        overlap: pixels shared by neighbouring tiles (at most ``tile_size // 2``). Tiled
-            results equal whole-image inference when the model's receptive-field radius is at
-            most ``overlap // 4`` pixels.
+        tile_size: tile side in pixels; default: the checkpoint's training image or patch size
+            (its input contract), 512 when it records none.
+        overlap: pixels shared by neighbouring tiles (at most ``tile_size // 2``; default
+            ``min(64, tile_size // 4)``). Tiled results equal whole-image inference when the
+            model's receptive-field radius is at most ``overlap // 4`` pixels.
         batch_size: tiles per forward pass (consecutive tiles in row-major order).
-        bands: 1-based input bands to use, in model order (default: all but alpha).
+        bands: 1-based input bands to use, in model order (default: the checkpoint's bands, else all
+            but alpha).
         device: ``cpu``, ``cuda`` or ``auto`` (cuda when available).
         precision: ``32`` or ``bf16`` (mixed precision, CUDA only).
         output_type: ``classes`` (class index + its probability) or ``probabilities`` (one
@@ -612,25 +612,26 @@ def predict_raster(
         PixelRangeWarning: an input's pixels differ from the training pixels (without ``strict``).
         UserWarning: an input has no CRS.
     """
-    tile_size, overlap, batch_size = int(tile_size), int(overlap), int(batch_size)
     if device == "auto":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    fabric_precision = _check_options(tile_size, overlap, batch_size, device, precision)
     output_type = OutputType(output_type)
     checkpoint = Path(checkpoint)
     files = expand_inputs(inputs)
-    model = load_tile_model(checkpoint)
-    sources = [check_input(path, model.in_chans, bands) for path in files]
-    model.probe(tile_size)
+    model = Predictor.load(checkpoint, strict=strict)
+    tile_size = int(tile_size) if tile_size is not None else model.default_tile_size()
+    overlap = int(overlap) if overlap is not None else min(64, tile_size // 4)
+    batch_size = int(batch_size)
+    fabric_precision = _check_options(tile_size, overlap, batch_size, device, precision)
+    sources = [check_input(path, model.in_chans, bands if bands is not None else model.contract.bands) for path in files]
     vector_path = Path(vector) if vector is not None else None
     if vector_path is not None and model.kind != SEGMENTATION:
         raise ValueError(f"{checkpoint}: polygons need a segmentation checkpoint; this one classifies scenes (drop --vector)")
     jobs, results = _plan_jobs(
         sources, Path(output), vector_path, checkpoint, resume=resume, overwrite=overwrite, cog=cog
     )
-    _check_pixels(jobs, model, strict)
+    _check_pixels(jobs, model)
     _check_outputs_writable(jobs)
     stop = _CallerStop(progress_callback) if progress_callback is not None else None
 

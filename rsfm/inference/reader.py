@@ -14,7 +14,7 @@ from rasterio.windows import Window
 
 from rsfm.inference.errors import InferenceIOError, error_reason
 from rsfm.inference.inputs import RasterInput
-from rsfm.inference.tiling import TileGrid, reflect_pad
+from rsfm.data.tiling import TileGrid, reflect_pad
 
 
 # torch has no kernels for these; their values fit float32 well enough for a model input

@@ -1,8 +1,11 @@
-"""Models: the ViTAEv2 backbone family (registered in timm), heads and checkpoint loading."""
+"""Models: the ViTAEv2 backbone family (registered in timm), heads and backbone weight loading.
+
+Task checkpoints are the task layer's (``rsfm.tasks.load_task``); ``rsfm.load_checkpoint``
+loads either kind."""
 
 from rsfm import _compat  # noqa: F401  (must run before timm imports torchvision)
 from rsfm.models.checkpoint import load_checkpoint_file
-from rsfm.models.factory import create_model, load_checkpoint
+from rsfm.models.factory import create_model, load_backbone
 from rsfm.models.upernet import SegmentationModel, UperNetDecoder
 from rsfm.models.vitaev2 import ViTAEv2, checkpoint_filter_fn
 
@@ -12,6 +15,6 @@ __all__ = [
     "ViTAEv2",
     "checkpoint_filter_fn",
     "create_model",
-    "load_checkpoint",
+    "load_backbone",
     "load_checkpoint_file",
 ]

@@ -1,4 +1,5 @@
-"""``rsfm.create_model``: timm's factory plus loading from a local checkpoint file."""
+"""``rsfm.create_model``: timm's factory plus loading from a local weights file, and
+:func:`load_backbone`, which reads the variant and classifier from the file."""
 
 from __future__ import annotations
 
@@ -41,20 +42,24 @@ def create_model(
     return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 
-def load_checkpoint(
+def load_backbone(
     path: Union[str, os.PathLike],
     map_location: str = "cpu",
     model_name: Optional[str] = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """Load any checkpoint rsfm knows, deciding from the file what it holds.
+    """A backbone from a weights file, with the variant and classifier read from the file.
 
-    - an rsfm task checkpoint (``.ckpt`` from ``rsfm fit``): the task, rebuilt from the file
-      alone, in eval mode (``kwargs`` override its hyperparameters);
-    - backbone weights (official RSP/mmseg files, ``rsfm export-backbone`` output, state dicts):
-      the matching ViTAEv2 variant (read from the tensor shapes unless ``model_name`` is given),
-      with the file's classifier when it has one (``kwargs`` go to ``create_model``, e.g.
-      ``num_classes``, ``in_chans``, ``features_only``).
+    Reads official RSP/mmseg files, ``rsfm export-backbone`` output and other state dicts: the
+    matching ViTAEv2 variant (from the tensor shapes unless ``model_name`` is given), with the
+    file's classifier when it has one. Task checkpoints (``.ckpt`` from ``rsfm fit``) are
+    rebuilt whole by ``rsfm.load_checkpoint`` instead.
+
+    Args:
+        path: the weights file.
+        map_location: device for the returned model.
+        model_name: a timm model name, for files of architectures other than ViTAEv2.
+        **kwargs: passed to :func:`create_model` (``num_classes``, ``in_chans``, ``features_only``, ...).
 
     Raises:
         FileNotFoundError / ValueError: naming the file, when it is missing or unreadable, or
@@ -64,10 +69,6 @@ def load_checkpoint(
     from rsfm.models.vitaev2 import convert_state_dict, infer_variant
 
     checkpoint = load_checkpoint_file(path, map_location=map_location)
-    if isinstance(checkpoint, dict) and "rsfm_task" in checkpoint:
-        from rsfm.tasks.base import load_task
-
-        return load_task(path, map_location=map_location, **kwargs)
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path}: holds a {type(checkpoint).__name__}, not a state dict or checkpoint")
     if model_name is None:

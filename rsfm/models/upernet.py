@@ -12,7 +12,7 @@ fusion, 3x3 convs, concatenation at the finest map, 3x3 fuse conv).
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Type, Union
 
 import torch
 import torch.nn.functional as F
@@ -216,41 +216,24 @@ class SegmentationModel(nn.Module):
         logits = self.head(self.dropout(self.decoder(features)))
         return _resize(logits, x.shape[-2:])
 
-    def param_groups(self, weight_decay: float, layer_decay: float = 1.0) -> List[Dict[str, Any]]:
-        """Optimizer parameter groups with stage-wise learning-rate decay.
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Callable[[str], int]:
+        """Layer id of each parameter name for timm's layer-wise learning-rate decay.
 
-        Decoder and head get ``lr_scale`` 1; backbone stage ``i`` of ``n`` gets
-        ``layer_decay ** (n - i)``, so the earliest layers move least. Biases and other 1-D
-        parameters (norms) get no weight decay. Frozen parameters are left out.
+        ``timm.optim.create_optimizer_v2(model, layer_decay=d)`` calls this (timm's
+        ``group_matcher`` interface) and scales the rate of layer ``i`` of ``n + 1`` by
+        ``d ** (n - i)``. Backbone feature stage ``i`` of ``n`` is layer ``i`` (see
+        ``_stage_of_parameters``); decoder and head are layer ``n`` and keep the full rate.
 
-        Args:
-            weight_decay: weight decay of the matrices and kernels.
-            layer_decay: per-stage learning-rate factor in (0, 1]; 1 disables decay.
-
-        Returns:
-            A list of ``{'params', 'weight_decay', 'lr_scale'}`` dicts for ``torch.optim``;
-            multiply each group's learning rate by its ``lr_scale``.
-
-        Raises:
-            ValueError: ``layer_decay`` outside (0, 1].
+        The grouping is by stage whatever ``coarse`` says (a ViTAEv2 classifier's own matcher
+        decays per block): the timm feature wrapper (``features_only``) drops the backbone's
+        ``group_matcher`` and renames its modules, so the stages are found from
+        ``feature_info``, which every timm backbone has.
         """
-        if not 0 < layer_decay <= 1:
-            raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
         stage_of, num_stages = _stage_of_parameters(self.backbone)
-        groups: Dict[Tuple[int, bool], Dict[str, Any]] = {}
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            backbone_name = name[len("backbone.") :] if name.startswith("backbone.") else None
-            layer = stage_of[backbone_name] if backbone_name is not None else num_stages
-            decay = param.ndim > 1
-            group = groups.setdefault(
-                (layer, decay),
-                dict(
-                    params=[],
-                    weight_decay=weight_decay if decay else 0.0,
-                    lr_scale=layer_decay ** (num_stages - layer),
-                ),
-            )
-            group["params"].append(param)
-        return [groups[key] for key in sorted(groups)]
+        prefix = "backbone."
+
+        def layer_of(name: str) -> int:
+            return stage_of[name[len(prefix) :]] if name.startswith(prefix) else num_stages
+
+        return layer_of

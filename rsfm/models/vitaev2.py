@@ -17,8 +17,8 @@ the last dimension and the convolution branches see the same memory as a channel
 ``(B, C, H, W)`` view, with no copies between the two.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: torch.fx copies the annotations of
+# ``forward`` into the code it generates, and TorchScript cannot resolve them as strings.
 import math
 import os
 import re
@@ -31,10 +31,15 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from timm.layers import DropPath, Mlp, trunc_normal_
-from timm.models import build_model_with_cfg, register_model
-from timm.models._builder import resolve_pretrained_cfg
-from timm.models._manipulate import adapt_input_conv
-from timm.models._registry import generate_default_cfgs
+from timm.models import (
+    adapt_input_conv,
+    build_model_with_cfg,
+    generate_default_cfgs,
+    register_model,
+    register_notrace_function,
+    register_notrace_module,
+    resolve_pretrained_cfg,
+)
 
 __all__ = [
     "ViTAEv2",
@@ -51,9 +56,18 @@ _NORMAL_CELL_LN_EPS = 1e-6
 _REDUCTION_CELL_LN_EPS = 1e-5
 
 
-def _pad_bottom_right(x: torch.Tensor, multiple: int, channels_last: bool) -> torch.Tensor:
+# Shape-dependent helpers are leaves for torch.fx (timm's fx feature extraction): symbolic
+# tracing cannot branch on sizes, so the traced graph calls them like any function. fx only
+# wraps names without a leading underscore; they stay out of ``__all__``.
+
+
+@register_notrace_function
+def pad_bottom_right(x: torch.Tensor, multiple: int, channels_last: bool) -> torch.Tensor:
     """Zero-pad the spatial dims of ``x`` at the bottom/right up to a multiple of ``multiple``."""
-    height, width = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
+    if channels_last:
+        height, width = x.shape[1], x.shape[2]
+    else:
+        height, width = x.shape[2], x.shape[3]
     pad_h, pad_w = (-height) % multiple, (-width) % multiple
     if pad_h == 0 and pad_w == 0:
         return x
@@ -62,11 +76,58 @@ def _pad_bottom_right(x: torch.Tensor, multiple: int, channels_last: bool) -> to
     return F.pad(x, (0, pad_w, 0, pad_h))
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention that may change the token width (``in_dim`` -> ``out_dim``).
+@register_notrace_function
+def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
+    """(B, H, W, C) map -> (B * windows, window_size ** 2, C) tokens of non-overlapping windows.
 
-    With ``value_residual`` the value tokens are added to the projected output, which lets a
-    width-changing attention be used without an outer residual (global reduction cells).
+    The map is zero-padded at the bottom/right to a multiple of the window first.
+    """
+    x = pad_bottom_right(x, window_size, channels_last=True)
+    batch, height, width, channels = x.shape
+    rows, cols = height // window_size, width // window_size
+    return (
+        x.reshape(batch, rows, window_size, cols, window_size, channels)
+        .transpose(2, 3)
+        .reshape(batch * rows * cols, window_size * window_size, channels)
+    )
+
+
+@register_notrace_function
+def window_merge(windows: torch.Tensor, window_size: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: window tokens -> (B, height, width, C) map."""
+    rows, cols = (height + window_size - 1) // window_size, (width + window_size - 1) // window_size
+    batch = windows.shape[0] // (rows * cols)
+    out = (
+        windows.reshape(batch, rows, cols, window_size, window_size, windows.shape[-1])
+        .transpose(2, 3)
+        .reshape(batch, rows * window_size, cols * window_size, windows.shape[-1])
+    )
+    if rows * window_size != height or cols * window_size != width:
+        out = out[:, :height, :width].contiguous()
+    return out
+
+
+@register_notrace_function
+def check_image_batch(x: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """``x`` unchanged if it is a (B, in_chans, H, W) batch, else a ``ValueError`` saying why."""
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        bands = str(x.shape[1]) if x.dim() == 4 else "?"
+        shape = "(" + ", ".join([str(size) for size in x.shape]) + ")"  # tuple() is not scriptable
+        raise ValueError(
+            f"expected a (B, {in_chans}, H, W) tensor, got shape {shape}; "
+            f"build the model with in_chans={bands} or select bands to match"
+        )
+    return x
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over a (B, H, W, C) map, globally or in windows.
+
+    The token width may change (``in_dim`` -> ``out_dim``). With ``value_residual`` the value
+    tokens are added to the projected output, which lets a width-changing attention be used
+    without an outer residual (global reduction cells). With a ``window_size`` the map is
+    zero-padded at the bottom/right to a multiple of the window, attended per non-overlapping
+    window and cropped back; padded tokens take part unmasked, as in the official dense code.
     """
 
     def __init__(
@@ -76,6 +137,7 @@ class Attention(nn.Module):
         num_heads: int,
         qkv_bias: bool = True,
         value_residual: bool = False,
+        window_size: Optional[int] = None,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
     ) -> None:
@@ -86,12 +148,22 @@ class Attention(nn.Module):
         self.head_dim = out_dim // num_heads
         self.out_dim = out_dim
         self.value_residual = value_residual
+        self.window_size = window_size
         self.attn_drop = attn_drop
         self.qkv = nn.Linear(in_dim, out_dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(out_dim, out_dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (B, H, W, in_dim) map -> (B, H, W, out_dim)."""
+        batch, height, width, channels = x.shape
+        window_size = self.window_size
+        if window_size is None:
+            tokens = self._attend(x.reshape(batch, height * width, channels))
+            return tokens.reshape(batch, height, width, self.out_dim)
+        return window_merge(self._attend(window_partition(x, window_size)), window_size, height, width)
+
+    def _attend(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (B, N, in_dim) tokens -> (B, N, out_dim)."""
         batch, tokens, _ = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
@@ -105,34 +177,7 @@ class Attention(nn.Module):
         return out
 
 
-def _attend(attn: Attention, x: torch.Tensor, window_size: Optional[int]) -> torch.Tensor:
-    """Self-attention over a ``(B, H, W, C)`` map, globally or in non-overlapping windows.
-
-    Window maps are zero-padded to a multiple of the window at the bottom/right and cropped
-    back; padded tokens take part in attention unmasked, as in the official dense code.
-    """
-    batch, height, width, channels = x.shape
-    if window_size is None:
-        return attn(x.reshape(batch, height * width, channels)).reshape(batch, height, width, -1)
-    x = _pad_bottom_right(x, window_size, channels_last=True)
-    padded_h, padded_w = x.shape[1], x.shape[2]
-    rows, cols = padded_h // window_size, padded_w // window_size
-    windows = (
-        x.reshape(batch, rows, window_size, cols, window_size, channels)
-        .transpose(2, 3)
-        .reshape(batch * rows * cols, window_size * window_size, channels)
-    )
-    out = attn(windows)
-    out = (
-        out.reshape(batch, rows, cols, window_size, window_size, -1)
-        .transpose(2, 3)
-        .reshape(batch, padded_h, padded_w, -1)
-    )
-    if padded_h != height or padded_w != width:
-        out = out[:, :height, :width].contiguous()
-    return out
-
-
+@register_notrace_module  # a torch.fx leaf: its eval-time BatchNorm folding is not scriptable once traced
 class ParallelConvModule(nn.Module):
     """The convolution branch beside attention: conv-BN-SiLU-conv-BN-SiLU-conv, 3x3, grouped.
 
@@ -151,7 +196,7 @@ class ParallelConvModule(nn.Module):
         self.act = nn.SiLU(inplace=True)
 
     def _conv_bn(self, conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
-        if self.training or not norm.track_running_stats:
+        if not norm.track_running_stats:
             return norm(conv(x))
         # Eval: fold the BatchNorm into the convolution, saving a pass over the activations.
         scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
@@ -160,8 +205,14 @@ class ParallelConvModule(nn.Module):
         return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self._conv_bn(self.conv1, self.bn1, x))
-        x = self.act(self._conv_bn(self.conv2, self.bn2, x))
+        # TorchScript cannot pass submodules to a helper: scripted models run the same maths
+        # with the BatchNorm as a separate op.
+        if self.training or torch.jit.is_scripting():
+            x = self.act(self.bn1(self.conv1(x)))
+            x = self.act(self.bn2(self.conv2(x)))
+        else:
+            x = self.act(self._conv_bn(self.conv1, self.bn1, x))
+            x = self.act(self._conv_bn(self.conv2, self.bn2, x))
         return self.conv3(x)
 
 
@@ -195,8 +246,11 @@ class PyramidReduction(nn.Module):
         self.out_chans = branch_chans * len(dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branches = []
+        for conv in self.convs:
+            branches.append(conv(x))
         # GELU is elementwise: one call on the concatenation equals one per branch
-        return F.gelu(torch.cat([conv(x) for conv in self.convs], dim=1))
+        return F.gelu(torch.cat(branches, dim=1))
 
 
 class ReductionCell(nn.Module):
@@ -227,7 +281,6 @@ class ReductionCell(nn.Module):
         if math.prod(conv_strides) != stride:
             raise ValueError(f"conv_strides {tuple(conv_strides)} must multiply to stride {stride}")
         self.stride = stride
-        self.window_size = window_size
         self.pyramid = PyramidReduction(in_chans, branch_chans, kernel_size, stride, dilations)
         windowed = window_size is not None
         self.norm1 = nn.LayerNorm(self.pyramid.out_chans, eps=_REDUCTION_CELL_LN_EPS)
@@ -237,6 +290,7 @@ class ReductionCell(nn.Module):
             num_heads,
             qkv_bias=windowed,
             value_residual=not windowed,
+            window_size=window_size,
             attn_drop=attn_drop,
             proj_drop=proj_drop,
         )
@@ -250,9 +304,9 @@ class ReductionCell(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (B, C, H, W) map -> (B, ceil(H/stride), ceil(W/stride), out_dim) tokens."""
         # Without this the pyramid and conv branch round odd sizes differently.
-        x = _pad_bottom_right(x, self.stride, channels_last=False)
+        x = pad_bottom_right(x, self.stride, channels_last=False)
         tokens = self.norm1(self.pyramid(x).permute(0, 2, 3, 1))
-        y = _attend(self.attn, tokens, self.window_size)
+        y = self.attn(tokens)
         y = y + self.drop_path(self.conv_branch(x).permute(0, 2, 3, 1))
         return y + self.drop_path(self.mlp(self.norm2(y)))
 
@@ -273,9 +327,16 @@ class NormalCell(nn.Module):
         proj_drop: float = 0.0,
     ) -> None:
         super().__init__()
-        self.window_size = window_size
         self.norm1 = nn.LayerNorm(dim, eps=_NORMAL_CELL_LN_EPS)
-        self.attn = Attention(dim, dim, num_heads, qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)
+        self.attn = Attention(
+            dim,
+            dim,
+            num_heads,
+            qkv_bias,
+            window_size=window_size,
+            attn_drop=attn_drop,
+            proj_drop=proj_drop,
+        )
         hidden = int(dim * mlp_ratio)
         self.conv_branch = ParallelConvModule((dim, hidden, dim, dim), conv_groups)
         self.norm2 = nn.LayerNorm(dim, eps=_NORMAL_CELL_LN_EPS)
@@ -283,7 +344,7 @@ class NormalCell(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        attended = _attend(self.attn, self.norm1(x), self.window_size)
+        attended = self.attn(self.norm1(x))
         convolved = self.conv_branch(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         x = x + self.drop_path(attended) + self.drop_path(convolved)
         return x + self.drop_path(self.mlp(self.norm2(x)))
@@ -299,14 +360,42 @@ class ViTAEv2Stage(nn.Module):
         self.grad_checkpointing = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cells = [self.reduction, *self.blocks]
-        for cell in cells:
-            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-                x = checkpoint(cell, x, use_reentrant=False)
-            else:
-                x = cell(x)
+        if not torch.jit.is_scripting() and self.grad_checkpointing and torch.is_grad_enabled():
+            x = checkpoint(self.reduction, x, use_reentrant=False)
+            for block in self.blocks:
+                x = checkpoint(block, x, use_reentrant=False)
+        else:
+            x = self.blocks(self.reduction(x))
         # A permuted view: the result is a channels-last (B, C, H, W) tensor.
         return x.permute(0, 3, 1, 2)
+
+
+def _stage_indices(
+    num_stages: int, indices: Optional[Union[int, Sequence[int]]]
+) -> Tuple[List[int], int]:
+    """Stages selected by timm's ``indices`` argument, and the last one of them.
+
+    ``None`` selects every stage, an int ``n`` the last ``n``, a sequence those stages
+    (negative ones count from the end). The same rule as timm's ``feature_take_indices``,
+    which timm does not export publicly.
+
+    Raises:
+        ValueError: an index outside the model's stages.
+    """
+    if indices is None:
+        indices = num_stages
+    if isinstance(indices, int):
+        if not 0 < indices <= num_stages:
+            raise ValueError(f"indices={indices}: can take the last 1 to {num_stages} stages")
+        taken = list(range(num_stages - indices, num_stages))
+    else:
+        taken = [index + num_stages if index < 0 else index for index in indices]
+        if not taken or not all(0 <= index < num_stages for index in taken):
+            raise ValueError(
+                f"indices={list(indices)}: stage indices must lie in 0..{num_stages - 1} "
+                f"(or -{num_stages}..-1), at least one"
+            )
+    return taken, max(taken)
 
 
 def _per_stage(value: Any, num_stages: int, name: str) -> List[Any]:
@@ -388,7 +477,7 @@ class ViTAEv2(nn.Module):
         self.drop_rate = drop_rate
 
         total_cells = sum(per_stage["depths"]) + num_stages
-        cell_drop_path = torch.linspace(0, drop_path_rate, total_cells).tolist()
+        cell_drop_path = torch.linspace(0, drop_path_rate, total_cells, device="cpu").tolist()
         stages, self.feature_info = [], []
         stage_in, reduction = in_chans, 1
         for i in range(num_stages):
@@ -487,15 +576,85 @@ class ViTAEv2(nn.Module):
         if num_classes > 0:
             self._init_weights(self.head)
 
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: Optional[Union[int, List[int]]] = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Stage output maps, and optionally the final features (timm's feature API).
+
+        Used by ``features_only=True`` (timm's getter wrapper) and by dense heads.
+
+        Args:
+            x: (B, in_chans, H, W) images, any H and W.
+            indices: stages to return: ``None`` all, an int ``n`` the last ``n``, a list those
+                stages (negative from the end).
+            norm: accepted for timm compatibility and ignored: ViTAEv2 has no final norm (the
+                official segmentation copy's ``norm0..3`` are never applied either).
+            stop_early: stop after the last requested stage; the returned final features are
+                then that stage's map.
+            output_fmt: only ``'NCHW'``.
+            intermediates_only: return only the list of maps.
+
+        Returns:
+            The maps, (B, C_i, ceil(H/s_i), ceil(W/s_i)) at the strides ``s_i`` of
+            ``feature_info`` (channels-last memory), or ``(final features, maps)``.
+
+        Raises:
+            ValueError: another ``output_fmt``, an index outside the stages, or an input that
+                is not a (B, in_chans, H, W) batch.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt={output_fmt!r}: ViTAEv2 returns (B, C, H, W) maps, use 'NCHW'")
+        take_indices, max_index = _stage_indices(len(self.stages), indices)
+        stages = self.stages[: max_index + 1] if stop_early else self.stages
+        x = self._prepare_input(x)
+        intermediates = []
+        for index, stage in enumerate(stages):
+            x = stage(x)
+            if index in take_indices:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(
+        self,
+        indices: Union[int, List[int]] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> List[int]:
+        """Drop the stages after the last of ``indices`` (and the classifier) in place.
+
+        Args:
+            indices: the stages that must stay available, as in :meth:`forward_intermediates`.
+            prune_norm: accepted for timm compatibility; there is no final norm to drop.
+            prune_head: remove the classifier and pooling (always done when stages are
+                dropped: the classifier is sized for the last stage).
+
+        Returns:
+            The kept stage indices, counted from the first stage.
+        """
+        take_indices, max_index = _stage_indices(len(self.stages), indices)
+        if max_index < len(self.stages) - 1:
+            self.stages = self.stages[: max_index + 1]
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+            prune_head = True
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
+
+    def _prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        # channels-last: the stages work on (B, H, W, C) views of the same memory
+        return check_image_batch(x, self.in_chans).contiguous(memory_format=torch.channels_last)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, H, W) image -> (B, C, ceil(H/32), ceil(W/32)) last-stage map."""
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"expected a (B, {self.in_chans}, H, W) tensor, got shape {tuple(x.shape)}; "
-                f"build the model with in_chans={x.shape[1] if x.ndim == 4 else '?'} "
-                "or select bands to match"
-            )
-        return self.stages(x.contiguous(memory_format=torch.channels_last))
+        return self.stages(self._prepare_input(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.global_pool == "avg":
@@ -563,6 +722,8 @@ _UNUSED_OFFICIAL_KEY = re.compile(r"relative_position|relative_coords_table|attn
 # Wrappers around backbone keys: DDP, mmseg/mmdet, Lightning tasks, torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "backbone.", "encoder.", "model.", "net.")
 _BACKBONE_ROOTS = ("stages.", "layers.", "head.", "norm")
+# rsfm 0.1 wrapped features_only models in timm's FeatureListNet, which names stage i 'stages_i'.
+_FEATURE_LIST_STAGE = re.compile(r"^stages_(\d+)\.")
 STEM_CONVS = (
     "stages.0.reduction.pyramid.convs.0",
     "stages.0.reduction.pyramid.convs.1",
@@ -587,7 +748,8 @@ def convert_state_dict(state_dict: Dict[str, Any]) -> Dict[str, torch.Tensor]:
 
     Accepts the tensors at the top level or under ``model`` / ``state_dict`` /
     ``state_dict_ema`` / ``model_ema``; strips ``module.``, ``backbone.`` and similar prefixes;
-    drops keys of other heads (decoders) and the unused relative-position entries.
+    reads the ``stages_0.`` keys of rsfm 0.1 ``features_only`` models; drops keys of other
+    heads (decoders) and the unused relative-position entries.
     """
     for container in ("model", "state_dict", "state_dict_ema", "model_ema"):
         if isinstance(state_dict.get(container), dict):
@@ -597,7 +759,7 @@ def convert_state_dict(state_dict: Dict[str, Any]) -> Dict[str, torch.Tensor]:
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
             continue
-        key = _strip_wrappers(key)
+        key = _FEATURE_LIST_STAGE.sub(r"stages.\1.", _strip_wrappers(key))
         if not key.startswith(_BACKBONE_ROOTS) or _UNUSED_OFFICIAL_KEY.search(key):
             continue
         for pattern, replacement in _OFFICIAL_KEY_RULES:
@@ -695,13 +857,34 @@ def _create_vitaev2(variant: str, pretrained: bool = False, **kwargs: Any) -> Vi
         overlay = dict(kwargs.get("pretrained_cfg_overlay") or {}, file=path, custom_load=True)
         kwargs["pretrained_cfg_overlay"] = overlay
     out_indices = kwargs.pop("out_indices", (0, 1, 2, 3))
-    return build_model_with_cfg(
+    # features_only: timm's getter wrapper calls forward_intermediates (no forward hooks) and
+    # prunes the stages after the last of out_indices.
+    model = build_model_with_cfg(
         ViTAEv2,
         variant,
         pretrained,
-        feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
+        feature_cfg=dict(feature_cls="getter", out_indices=out_indices),
         **kwargs,
     )
+    if isinstance(getattr(model, "model", None), ViTAEv2):  # the getter wrapper
+        model.register_load_state_dict_pre_hook(_read_feature_list_keys)
+    return model
+
+
+def _read_feature_list_keys(
+    module: nn.Module, state_dict: Dict[str, Any], prefix: str, *args: Any
+) -> None:
+    """Let a ``features_only`` model load state dicts saved by rsfm 0.1.
+
+    rsfm 0.1 wrapped the backbone in timm's FeatureListNet (``stages_0.``...); the getter
+    wrapper keeps it as ``model`` (``model.stages.0.``...). Renaming on load keeps 0.1 task
+    checkpoints (a segmentation task's ``model.backbone.stages_0...``) loadable.
+    """
+    for key in [key for key in state_dict if key.startswith(prefix)]:
+        local = key[len(prefix) :]
+        renamed = _FEATURE_LIST_STAGE.sub(r"model.stages.\1.", local)
+        if renamed != local:
+            state_dict[prefix + renamed] = state_dict.pop(key)
 
 
 VARIANTS: Dict[str, Dict[str, Any]] = {

@@ -1,5 +1,5 @@
-"""What every rsfm task shares: input normalisation carried in the checkpoint, and rebuilding
-a task from its checkpoint file alone."""
+"""What every rsfm task shares: the input contract written into every checkpoint, input
+normalisation, and rebuilding a task from its checkpoint file alone."""
 
 from __future__ import annotations
 
@@ -8,25 +8,36 @@ import inspect
 import os
 import types
 import typing
-from typing import Any, Dict, Optional, Sequence, Type, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Type, Union
 
 import torch
 from lightning.pytorch import LightningModule
 
 from rsfm.models.checkpoint import load_checkpoint_file
+from rsfm.tasks.contract import CLASSIFICATION, CONTRACT_KEY, SEGMENTATION, InputContract
 
 _TASK_KEY = "rsfm_task"
+# datamodule attributes that must equal the task's when both are set
+_MUST_AGREE = ("class_names", "in_chans")
 
 
 class BaseTask(LightningModule):
     """Base class of rsfm tasks.
 
-    Subclasses call ``self.save_hyperparameters()`` and must accept ``in_chans``, ``mean``,
-    ``std`` (per band, in raw pixel units, e.g. 0-255 for uint8 imagery) and ``class_names``,
-    so that a checkpoint alone says how to prepare raw pixels for the model. Their
-    constructor argument for pretrained backbone weights is called ``backbone_checkpoint``;
-    it is not needed again when a trained task is rebuilt from its own checkpoint.
+    Subclasses set ``task_kind`` (``"classification"`` or ``"segmentation"``), call
+    ``self.save_hyperparameters()`` and accept ``in_chans``, ``mean``, ``std`` (per band, in raw
+    pixel units, e.g. 0-255 for uint8 imagery) and ``class_names``, and optionally the other
+    fields of :class:`~rsfm.tasks.contract.InputContract` (``bands``, ``pixel_range``,
+    ``image_size``, ``mask_values``, ``pixel_size``). Those named in ``data_fields`` default to
+    ``None`` and are taken from the datamodule when training starts (:meth:`configure_model`).
+    Every checkpoint then carries the task's :attr:`contract`. The constructor argument for
+    pretrained backbone weights is called ``backbone_checkpoint``; it is not needed again when
+    a trained task is rebuilt from its own checkpoint.
     """
+
+    task_kind: str = SEGMENTATION
+    #: constructor arguments that, left ``None``, come from the datamodule's attribute of that name
+    data_fields: Tuple[str, ...] = ("pixel_range",)
 
     def _register_normalization(self, mean: Sequence[float], std: Sequence[float], in_chans: int) -> None:
         if len(mean) != in_chans or len(std) != in_chans:
@@ -43,6 +54,12 @@ class BaseTask(LightningModule):
         """Raw pixels (B, in_chans, H, W), any numeric dtype -> normalised float32."""
         return (x.float() - self.norm_mean) / self.norm_std
 
+    def forward_raw(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw pixels (B, in_chans, H, W) in the training data's units -> logits: what every
+        predictor calls. Tasks whose ``forward`` takes normalised input (the default) are
+        normalised here; a task whose ``forward`` normalises itself overrides this."""
+        return self(self.normalize(x))
+
     @property
     def pixel_range(self) -> Optional[Dict[str, Any]]:
         """Data type and value range of the training pixels (``{"dtype", "min", "max"}``), or
@@ -51,14 +68,87 @@ class BaseTask(LightningModule):
         return dict(value) if value is not None else None
 
     def configure_model(self) -> None:
-        """Lightning hook (after the datamodule's ``setup``): record the training pixels'
-        ``pixel_range`` from the datamodule unless it was given."""
+        """Lightning hook, called after the datamodule's ``setup``: every argument named in
+        ``data_fields`` that was left ``None`` is taken from the datamodule's attribute of that
+        name; ``class_names`` and ``in_chans`` given on both sides must agree.
+
+        Raises:
+            ValueError: the task's and the data's ``class_names`` or ``in_chans`` differ.
+        """
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        if "pixel_range" in self.hparams and self.hparams["pixel_range"] is None:
-            self.hparams["pixel_range"] = getattr(datamodule, "pixel_range", None)
+        if datamodule is None:
+            return
+        for name in self.data_fields:
+            offered = getattr(datamodule, name, None)
+            if offered is None:
+                continue
+            if self.hparams.get(name) is None:
+                self.hparams[name] = offered
+            elif name in _MUST_AGREE and _plain(offered) != _plain(self.hparams[name]):
+                raise ValueError(
+                    f"the model's {name} ({_short(self.hparams[name])}) differ from the data's "
+                    f"({_short(offered)}); make them equal or leave the model's unset"
+                )
+
+    @property
+    def num_outputs(self) -> int:
+        """Logits per image (classification) or pixel (segmentation; 1 = binary, sigmoid)."""
+        if "num_outputs" in self.hparams:
+            return int(self.hparams["num_outputs"])
+        return len(self.hparams["class_names"]) if self.task_kind == CLASSIFICATION else 1
+
+    @property
+    def contract(self) -> InputContract:
+        """What this model takes and returns, from its (possibly datamodule-filled) arguments."""
+        hparams = self.hparams
+
+        def optional(name: str, convert: Any = None) -> Any:
+            value = hparams.get(name)
+            return None if value is None or convert is None else convert(value)
+
+        return InputContract(
+            task=self.task_kind,
+            in_chans=int(hparams["in_chans"]),
+            mean=tuple(float(value) for value in hparams["mean"]),
+            std=tuple(float(value) for value in hparams["std"]),
+            class_names=tuple(str(name) for name in hparams["class_names"]),
+            num_outputs=self.num_outputs,
+            bands=optional("bands", lambda bands: tuple(int(band) for band in bands)),
+            pixel_range=optional("pixel_range", dict),
+            image_size=optional("image_size", int),
+            mask_values=optional("mask_values", str),
+            pixel_size=optional("pixel_size", float),
+        )
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint[_TASK_KEY] = task_name(type(self))
+        checkpoint[CONTRACT_KEY] = self.contract.to_dict()
+
+    def backbone_module(self, use_ema: bool = True) -> torch.nn.Module:
+        """The timm backbone inside the task, as ``rsfm export-backbone`` writes it: a model that
+        ``rsfm.create_model(name, checkpoint=...)`` rebuilds. Tasks that keep one override this.
+
+        Args:
+            use_ema: the exponential-moving-average copy, when the task keeps one.
+
+        Raises:
+            ValueError: the task keeps no backbone of that form.
+        """
+        raise ValueError(
+            f"{type(self).__name__} keeps no stand-alone backbone to export; export-backbone reads "
+            "checkpoints of tasks whose backbone is a timm classifier (SceneClassificationTask)"
+        )
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _short(values: Any) -> str:
+    values = list(values) if isinstance(values, (list, tuple)) else values
+    if isinstance(values, list) and len(values) > 6:
+        return f"{values[:3]} ... {values[-2:]} ({len(values)} in all)"
+    return str(values)
 
 
 _TASKS: Dict[str, Type[BaseTask]] = {}
@@ -87,6 +177,11 @@ def register_task(task_class: Type[BaseTask]) -> Type[BaseTask]:
 def task_name(task_class: type) -> str:
     """The name under which checkpoints record ``task_class``: ``module:qualname``."""
     return f"{task_class.__module__}:{task_class.__qualname__}"
+
+
+def is_task_checkpoint(checkpoint: Any) -> bool:
+    """Whether loaded checkpoint contents were written by an rsfm task (they name their task)."""
+    return isinstance(checkpoint, dict) and _TASK_KEY in checkpoint
 
 
 def _load_task_plugins() -> None:
@@ -229,5 +324,9 @@ def load_task(
         hparams["backbone_checkpoint"] = None  # weights come from the state dict below
     hparams.update(overrides)
     task = task_class(**hparams)
+    if CONTRACT_KEY in checkpoint:  # files of rsfm 0.1 have none: their contract comes from the hyperparameters
+        stored = InputContract.from_dict(checkpoint[CONTRACT_KEY], source=str(path))
+        if not overrides and stored != task.contract:
+            raise ValueError(f"{path}: its '{CONTRACT_KEY}' disagrees with its hyperparameters; the file was altered")
     task.load_state_dict(checkpoint["state_dict"])
     return task.eval().to(map_location)

@@ -27,19 +27,21 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from rsfm.models.factory import create_model
-from rsfm.tasks.base import BaseTask, register_task
+from rsfm.tasks.base import BaseTask, _short, register_task
+from rsfm.tasks.contract import CLASSIFICATION
 from rsfm.tasks.confusion import save_confusion_matrix
 
 __all__ = ["SceneClassificationTask"]
 
-# filled from the datamodule when not given
-_DATA_FIELDS = ("class_names", "in_chans", "mean", "std", "image_size", "bands", "pixel_range")
 _REQUIRED = ("class_names", "in_chans", "mean", "std")
 
 
 @register_task
 class SceneClassificationTask(BaseTask):
     """Scene classification ``LightningModule``.
+
+    ``class_names``, ``in_chans``, ``mean``, ``std``, ``image_size``, ``bands`` and
+    ``pixel_range`` left ``None`` are taken from the datamodule when training starts.
 
     Args:
         backbone: any timm model name (``vitaev2_s``, ``vitaev2_tiny_test``, ``resnet50``, ...).
@@ -77,6 +79,9 @@ class SceneClassificationTask(BaseTask):
         ema_decay: keep an exponential moving average of the weights with this decay (e.g.
             0.9998); validation, test, prediction and ``export-backbone`` then use it.
     """
+
+    task_kind = CLASSIFICATION
+    data_fields = ("class_names", "in_chans", "mean", "std", "image_size", "bands", "pixel_range")
 
     def __init__(
         self,
@@ -127,18 +132,9 @@ class SceneClassificationTask(BaseTask):
         return len(self.class_names)
 
     def configure_model(self) -> None:
-        """Lightning hook: take missing data-dependent arguments from the datamodule and build."""
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        for name in _DATA_FIELDS:
-            if datamodule is None or not hasattr(datamodule, name):
-                continue
-            if self.hparams[name] is None:
-                self.hparams[name] = getattr(datamodule, name)
-            elif name in ("class_names", "in_chans") and getattr(datamodule, name) != self.hparams[name]:
-                raise ValueError(
-                    f"the model's {name} ({_short(self.hparams[name])}) differ from the data's "
-                    f"({_short(getattr(datamodule, name))}); make them equal or leave the model's unset"
-                )
+        """Lightning hook: take missing data-dependent arguments from the datamodule (see
+        ``BaseTask.configure_model``) and build the model."""
+        super().configure_model()
         if self.model is not None:
             return
         missing = [name for name in _REQUIRED if self.hparams[name] is None]
@@ -194,8 +190,8 @@ class SceneClassificationTask(BaseTask):
         }
         if num_classes > 5:
             metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-        self.val_metrics = MetricCollection(metrics, prefix="val_")
-        self.test_metrics = self.val_metrics.clone(prefix="test_")
+        self.val_metrics = MetricCollection(metrics, prefix="val/")
+        self.test_metrics = self.val_metrics.clone(prefix="test/")
         self.test_per_class = MulticlassAccuracy(num_classes, average=None)
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
 
@@ -214,6 +210,12 @@ class SceneClassificationTask(BaseTask):
             self.norm_mean.copy_(torch.tensor(saved["mean"]).view_as(self.norm_mean))
             self.norm_std.copy_(torch.tensor(saved["std"]).view_as(self.norm_std))
 
+    def backbone_module(self, use_ema: bool = True) -> nn.Module:
+        """The timm classifier: its EMA copy when kept and ``use_ema``, else the trained weights."""
+        if self.model is None:
+            raise ValueError("the model is not built yet: give class_names, in_chans, mean and std")
+        return self.model_ema.module if use_ema and self.model_ema is not None else self.model
+
     # forward and steps ------------------------------------------------------------------
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -225,6 +227,10 @@ class SceneClassificationTask(BaseTask):
             raise RuntimeError("the model is not built yet: give class_names, in_chans, mean and std, or fit with a datamodule")
         model = self.model_ema.module if self.model_ema is not None and not self.training else self.model
         return model(self.normalize(images))
+
+    def forward_raw(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw pixels -> logits: ``forward`` already normalises."""
+        return self(images)
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> Optional[torch.Tensor]:
         images, labels = batch["image"], batch["label"]
@@ -238,8 +244,8 @@ class SceneClassificationTask(BaseTask):
         else:
             targets = mixup_target(labels, self.num_classes, smoothing=self.hparams.label_smoothing)
         loss = self.train_loss(self.model(inputs), targets)
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(images))
-        self.log("lr", max(group["lr"] for group in self.trainer.optimizers[0].param_groups), batch_size=len(images))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
+        self.log("train/lr", max(group["lr"] for group in self.trainer.optimizers[0].param_groups), batch_size=len(images))
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -248,10 +254,10 @@ class SceneClassificationTask(BaseTask):
             self._ema_step = self.global_step
 
     def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics, "val_loss")
+        self._evaluate(batch, self.val_metrics, "val/loss")
 
     def test_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
-        logits = self._evaluate(batch, self.test_metrics, "test_loss")
+        logits = self._evaluate(batch, self.test_metrics, "test/loss")
         if logits is not None:
             self.test_per_class.update(logits, batch["label"])
             self.test_confusion.update(logits, batch["label"])
@@ -270,11 +276,11 @@ class SceneClassificationTask(BaseTask):
         """Log per-class accuracy; write the confusion matrix (CSV + PNG) into the log folder."""
         per_class = self.test_per_class.compute()
         for name, value in zip(self.class_names, per_class):
-            self.log(f"test_acc_{name}", value, sync_dist=True)
-        matrix = self.test_confusion.compute().cpu().numpy()
+            self.log(f"test/acc_{name}", value, sync_dist=True)
+        self.test_confusion.compute()  # a collective: every rank syncs; rank zero then reads the cached result
         log_dir = self.trainer.log_dir or self.trainer.default_root_dir  # every rank must ask
         if self.trainer.is_global_zero:
-            csv_path, png_path = save_confusion_matrix(matrix, self.class_names, log_dir)
+            csv_path, png_path = save_confusion_matrix(self.test_confusion, self.class_names, log_dir)
             rank_zero_info(f"confusion matrix: {csv_path}, {png_path}")
         self.test_per_class.reset()
         self.test_confusion.reset()
@@ -331,9 +337,3 @@ class SceneClassificationTask(BaseTask):
             raise ValueError("cannot read the training batch size for lr scaling; set lr_batch_size=null and give lr")
         return batch * self.trainer.accumulate_grad_batches * self.trainer.world_size
 
-
-def _short(values: Any) -> str:
-    values = list(values) if isinstance(values, (list, tuple)) else values
-    if isinstance(values, list) and len(values) > 6:
-        return f"{values[:3]} ... {values[-2:]} ({len(values)} in all)"
-    return str(values)

@@ -1,4 +1,4 @@
-"""Writing a confusion matrix as CSV (counts) and PNG (row-normalised heat map)."""
+"""Writing a confusion matrix as CSV (counts) and PNG (row-normalised, torchmetrics' plot)."""
 
 from __future__ import annotations
 
@@ -7,65 +7,69 @@ import os
 from pathlib import Path
 from typing import Sequence, Tuple, Union
 
-import numpy as np
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 __all__ = ["save_confusion_matrix"]
 
+# torchmetrics writes each cell's value at 15 pt; beyond this many classes the numbers overlap
+_MAX_CLASSES_WITH_TEXT = 20
+
 
 def save_confusion_matrix(
-    matrix: np.ndarray,
+    confusion: MulticlassConfusionMatrix,
     class_names: Sequence[str],
     out_dir: Union[str, os.PathLike],
     stem: str = "confusion_matrix",
 ) -> Tuple[Path, Path]:
-    """Write ``<stem>.csv`` and ``<stem>.png`` into ``out_dir``.
+    """Write ``<stem>.csv`` and ``<stem>.png`` of a confusion-matrix metric into ``out_dir``.
 
     Args:
-        matrix: ``(num_classes, num_classes)`` counts, rows = true class, columns = predicted.
+        confusion: the metric after its updates (counts, ``normalize=None``); rows = true class,
+            columns = predicted. Its ``compute()`` is a collective under DDP: call it on every
+            rank before calling this on one rank only (torchmetrics caches the result).
         class_names: one name per row/column.
         out_dir: folder to write into (created when missing).
         stem: file name without extension.
 
     Returns:
         The CSV and PNG paths. The CSV has a header row of predicted class names and one row per
-        true class; the PNG shows row-normalised rates (recall on the diagonal).
+        true class; the PNG (``MulticlassConfusionMatrix.plot``) shows row-normalised rates
+        (recall on the diagonal), written in the cells up to 20 classes.
 
     Raises:
-        ValueError: the matrix is not square or does not match ``class_names``.
+        ValueError: the matrix does not match ``class_names``.
     """
-    matrix = np.asarray(matrix)
+    counts = confusion.compute().cpu()
     num_classes = len(class_names)
-    if matrix.shape != (num_classes, num_classes):
-        raise ValueError(f"confusion matrix has shape {matrix.shape}, expected ({num_classes}, {num_classes})")
+    if tuple(counts.shape) != (num_classes, num_classes):
+        raise ValueError(f"confusion matrix has shape {tuple(counts.shape)}, expected ({num_classes}, {num_classes})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.png"
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["true \\ predicted", *class_names])
-        for name, row in zip(class_names, matrix):
+        for name, row in zip(class_names, counts.tolist()):
             writer.writerow([name, *(int(value) for value in row)])
 
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend, safe in workers and CI
+    from matplotlib.figure import Figure  # no pyplot figure: nothing global, safe in workers and CI
 
-    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    rates = counts.double() / counts.sum(dim=1, keepdim=True).clamp(min=1)
     side = max(4.0, 0.32 * num_classes + 2.0)
     figure = Figure(figsize=(side + 1.0, side))
     axes = figure.add_subplot()
-    image = axes.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    confusion.plot(
+        val=rates, ax=axes, add_text=num_classes <= _MAX_CLASSES_WITH_TEXT, labels=list(class_names), cmap="Blues"
+    )
+    image = axes.images[0]
+    image.set_clim(0.0, 1.0)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="fraction of true class")
-    axes.set_xticks(range(num_classes), labels=class_names, rotation=90, fontsize=7)
-    axes.set_yticks(range(num_classes), labels=class_names, fontsize=7)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
-    axes.set_title(f"{int(matrix.sum())} images, accuracy {accuracy:.3f}")
-    if num_classes <= 30:
-        for row in range(num_classes):
-            for column in range(num_classes):
-                if matrix[row, column]:
-                    colour = "white" if rates[row, column] > 0.5 else "black"
-                    axes.text(column, row, int(matrix[row, column]), ha="center", va="center", fontsize=6, color=colour)
+    axes.tick_params(labelsize=7)
+    axes.tick_params(axis="x", labelrotation=90)
+    for text in axes.texts:
+        text.set_fontsize(6)
+    total = int(counts.sum())
+    axes.set_title(f"{total} images, accuracy {float(counts.trace()) / max(total, 1):.3f}")
     figure.tight_layout()
     figure.savefig(png_path, dpi=120)
     return csv_path, png_path

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler, PolyLRScheduler
+from timm.scheduler.scheduler import Scheduler
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex, BinaryPrecision, BinaryRecall
 
@@ -17,32 +19,12 @@ from rsfm.tasks.base import BaseTask, register_task
 from rsfm.tasks.losses import BinarySegmentationLoss
 from rsfm.tasks.overlays import overlay_grid, save_overlay_grid
 
-__all__ = ["BuildingSegmentationTask", "lr_factor"]
+__all__ = ["BuildingSegmentationTask"]
 
 # ImageNet statistics in 0-255 pixel units, the usual choice for 8-bit RGB imagery.
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 SCHEDULES = ("poly", "cosine")
-
-
-def lr_factor(
-    step: int, total_steps: int, warmup_steps: int, schedule: str, power: float = 1.0, min_lr_ratio: float = 0.0
-) -> float:
-    """Learning-rate multiplier at optimizer ``step``: linear warmup, then poly or cosine decay.
-
-    Args:
-        step: optimizer steps taken so far.
-        total_steps: steps of the whole run.
-        warmup_steps: steps of linear warmup from ``1 / warmup_steps`` to 1.
-        schedule: ``'poly'`` (``(1 - progress) ** power``) or ``'cosine'``.
-        power: exponent of the poly schedule.
-        min_lr_ratio: final learning rate as a fraction of the peak.
-    """
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    decay = (1.0 - progress) ** power if schedule == "poly" else 0.5 * (1.0 + math.cos(math.pi * progress))
-    return min_lr_ratio + (1.0 - min_lr_ratio) * decay
 
 
 @register_task
@@ -58,9 +40,13 @@ class BuildingSegmentationTask(BaseTask):
         in_chans: input bands.
         mean, std: per-band normalisation in raw pixel units (e.g. 0-255 for 8-bit imagery).
         class_names: names of label 0 and label 1, e.g. ``('background', 'building')``.
+        bands: 1-based band numbers read from files, in model order (``None``: all).
+        image_size: training patch side in pixels: the default tile size of tiled inference.
+        mask_values: the training masks' convention (e.g. ``"0/1"``), recorded for reference.
         pixel_range: data type and value range of the training pixels
             (``{"dtype": "uint8", "min": 0, "max": 255}``); predictors warn when their input
-            differs. Default: from the datamodule's ``pixel_range`` when training starts.
+            differs.
+        pixel_size: ground sampling distance of the training data in metres, when known.
         out_indices, decoder_channels, dropout, freeze_backbone: see ``SegmentationModel``.
         losses: loss term -> weight; terms ``bce``, ``dice``, ``focal``, ``lovasz``.
             Default ``{'bce': 1.0, 'dice': 1.0}``.
@@ -71,12 +57,17 @@ class BuildingSegmentationTask(BaseTask):
         layer_decay: per-stage learning-rate factor for the backbone (1 = none).
         schedule: ``'poly'`` or ``'cosine'`` decay over the run, stepped every batch.
         warmup_steps: linear warmup steps.
-        poly_power, min_lr_ratio: see ``lr_factor``.
+        poly_power: exponent of the poly decay.
+        min_lr_ratio: final learning rate as a fraction of ``lr``.
         num_overlays: validation samples drawn as PNG each epoch (0 disables), saved under
             ``<log dir>/overlays/`` (not during ``fast_dev_run``).
 
+    ``bands``, ``image_size``, ``mask_values``, ``pixel_range`` and ``pixel_size`` left ``None``
+    are taken from the datamodule when training starts (see ``BaseTask.configure_model``).
     ``forward(task.normalize(raw))`` gives (B, 1, H, W) logits at input resolution.
     """
+
+    data_fields = ("bands", "image_size", "mask_values", "pixel_range", "pixel_size")
 
     def __init__(
         self,
@@ -87,7 +78,11 @@ class BuildingSegmentationTask(BaseTask):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         class_names: Sequence[str] = ("background", "building"),
+        bands: Optional[List[int]] = None,
+        image_size: Optional[int] = None,
+        mask_values: Optional[str] = None,
         pixel_range: Optional[Dict[str, Any]] = None,
+        pixel_size: Optional[float] = None,
         out_indices: Optional[Sequence[int]] = None,
         decoder_channels: int = 256,
         dropout: float = 0.1,
@@ -201,19 +196,47 @@ class BuildingSegmentationTask(BaseTask):
         save_overlay_grid(grid, Path(log_dir) / "overlays" / f"epoch{self.current_epoch:03d}.png")
 
     def configure_optimizers(self) -> Dict[str, Any]:
+        """AdamW with stage-wise rates (timm ``create_optimizer_v2``) and a per-step schedule
+        (timm ``PolyLRScheduler`` / ``CosineLRScheduler``).
+
+        Decoder and head train at ``lr``; backbone stage ``i`` of ``n`` at
+        ``lr * layer_decay ** (n - i)`` (``SegmentationModel.group_matcher``). Biases and norms
+        get no weight decay. At optimizer step ``t`` of ``T`` (``W = min(warmup_steps, T)``) the
+        rate rises linearly from ``lr / W`` at ``t = 0`` to ``lr`` at ``t = W``, then decays over
+        the remaining ``T - W`` steps: ``poly`` as ``(1 - p) ** poly_power``, ``cosine`` as
+        ``(1 + cos(pi p)) / 2`` of the way from ``lr`` to ``lr * min_lr_ratio``
+        (``p = (t - W) / (T - W)``). Unlike the hand-written schedule this replaced, the warm-up
+        reaches ``lr`` at step ``W`` instead of ``W - 1`` (timm's warm-up), and a resumed run
+        keeps the schedule saved in its checkpoint, length included, rather than stretching it
+        to a new ``max_epochs``.
+
+        Raises:
+            ValueError: ``layer_decay`` outside (0, 1], or the run length is unknown.
+        """
         hp = self.hparams
-        groups = self.model.param_groups(hp.weight_decay, hp.layer_decay)
-        for group in groups:
-            group["lr"] = hp.lr * group.pop("lr_scale")
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr)
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        schedule = functools.partial(
-            lr_factor,
-            total_steps=total_steps,
-            warmup_steps=min(hp.warmup_steps, total_steps),
-            schedule=hp.schedule,
-            power=hp.poly_power,
-            min_lr_ratio=hp.min_lr_ratio,
+        if not 0 < hp.layer_decay <= 1:
+            raise ValueError(f"layer_decay must be in (0, 1], got {hp.layer_decay}")
+        total_steps = self.trainer.estimated_stepping_batches  # also sets up the train dataloader
+        if math.isinf(total_steps):
+            raise ValueError("the training length is unknown: set trainer max_epochs or max_steps")
+        total_steps = max(1, int(total_steps))
+        warmup_steps = min(hp.warmup_steps, total_steps)
+        optimizer = create_optimizer_v2(
+            self.model, opt="adamw", lr=hp.lr, weight_decay=hp.weight_decay, layer_decay=hp.layer_decay
         )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        common = dict(
+            t_initial=max(1, total_steps - warmup_steps),
+            lr_min=hp.lr * hp.min_lr_ratio,
+            warmup_t=warmup_steps,
+            warmup_lr_init=hp.lr / max(1, warmup_steps),
+            warmup_prefix=True,
+            t_in_epochs=False,
+        )
+        if hp.schedule == "poly":
+            scheduler = PolyLRScheduler(optimizer, power=hp.poly_power, **common)
+        else:
+            scheduler = CosineLRScheduler(optimizer, **common)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def lr_scheduler_step(self, scheduler: Scheduler, metric: Any) -> None:
+        scheduler.step_update(num_updates=self.global_step)

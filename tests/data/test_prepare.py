@@ -28,7 +28,13 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from rsfm.data import BuildingTileDataModule, SceneDataModule
-from rsfm.data.prepare import MANIFEST_NAME, UnsafeArchiveError, extract_archive, patch_windows
+from rsfm.data.prepare import (
+    MANIFEST_NAME,
+    SCENE_DATASETS,
+    UnsafeArchiveError,
+    extract_archive,
+    patch_windows,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO / "datasets"
@@ -101,7 +107,7 @@ def _list_paths(list_file: Path) -> List[str]:
 
 
 def _aid_classes() -> List[str]:
-    return list(runpy.run_path(str(DATASETS / "aid" / "prepare.py"))["IMAGES_PER_CLASS"])
+    return list(SCENE_DATASETS["aid"].class_names)
 
 
 def test_aid_zip_to_class_folders_and_2_8_lists(tmp_path, prepare):
@@ -149,7 +155,7 @@ def test_verify_reports_modified_missing_and_extra_files(tmp_path, prepare):
 
 
 def test_ucm_published_checksum_is_enforced_then_skipped(tmp_path, prepare):
-    classes = runpy.run_path(str(DATASETS / "ucm" / "prepare.py"))["CLASS_NAMES"]
+    classes = SCENE_DATASETS["ucm"].class_names
     members = {}
     for name in classes:
         for index in range(5):
@@ -177,7 +183,7 @@ def test_nwpu_rar_is_refused_with_the_extract_command_and_folder_is_linked(tmp_p
     refused = prepare("nwpu_resisc45", rar, "--output", tmp_path / "refused")
     assert refused.code == 2 and "unrar x NWPU-RESISC45.rar" in refused.err and "7z x" in refused.err
 
-    classes = runpy.run_path(str(DATASETS / "nwpu_resisc45" / "prepare.py"))["CLASS_NAMES"]
+    classes = SCENE_DATASETS["nwpu_resisc45"].class_names
     extracted = tmp_path / "download" / "NWPU-RESISC45"
     for name in classes:
         (extracted / name).mkdir(parents=True)
@@ -246,17 +252,19 @@ def _millionaid_leaf_folders() -> Iterable[str]:
             yield from ([f"{level1}/{level2}/{leaf}" for leaf in leaves] or [f"{level1}/{level2}"])
 
 
-def test_millionaid_tree_with_label_level_lists(tmp_path, prepare):
+def _millionaid_zip(path: Path, leaf_folders: Iterable[str]) -> Path:
     members = {
         f"train/{folder}/P{index}{position:04d}.jpg": _jpeg(position)
-        for index, folder in enumerate(_millionaid_leaf_folders())
+        for index, folder in enumerate(leaf_folders)
         for position in range(2)
     }
+    return _zip(path, members)
+
+
+def test_millionaid_tree_with_label_level_lists(tmp_path, prepare):
+    archive = _millionaid_zip(tmp_path / "millionaid_train.zip", _millionaid_leaf_folders())
     output = tmp_path / "millionaid"
-    result = prepare(
-        "millionaid", _zip(tmp_path / "millionaid_train.zip", members), "--output", output,
-        "--label-level", "1", "--val-fraction", "0.5",
-    )  # fmt: skip
+    result = prepare("millionaid", archive, "--output", output, "--label-level", "1", "--val-fraction", "0.5")
 
     assert result.code == 0, result.out
     module = SceneDataModule(
@@ -269,6 +277,26 @@ def test_millionaid_tree_with_label_level_lists(tmp_path, prepare):
     readme_module = _datamodule_from_readme("millionaid", {"data/millionaid": output})
     with pytest.raises(FileNotFoundError, match="split_level3"):  # the snippet uses the default level 3
         readme_module.setup()
+
+
+def test_millionaid_hierarchy_is_checked_at_every_level(tmp_path, prepare):
+    """Without pier, port_area (its only leaf) is gone too: one leaf and one level-2 class short."""
+    folders = [folder for folder in _millionaid_leaf_folders() if not folder.endswith("/pier")]
+    archive = _millionaid_zip(tmp_path / "millionaid_train.zip", folders)
+
+    result = prepare("millionaid", archive, "--output", tmp_path / "millionaid", "--label-level", "2")
+
+    assert result.code == 1
+    assert "27 level-2 classes, the published hierarchy has 28" in result.out
+    assert "1 of the 51 leaf classes are missing: pier" in result.out
+    assert (tmp_path / "millionaid" / "split_level2_seed0_val.csv").is_file()
+
+
+def test_millionaid_val_fraction_outside_0_1_is_refused_before_anything_is_written(tmp_path, prepare):
+    archive = _millionaid_zip(tmp_path / "millionaid_train.zip", _millionaid_leaf_folders())
+    result = prepare("millionaid", archive, "--output", tmp_path / "millionaid", "--val-fraction", "1.5")
+    assert result.code == 2 and "--val-fraction: must be between 0 and 1 (exclusive), got 1.5" in result.err
+    assert not (tmp_path / "millionaid").exists()
 
 
 def test_unsafe_archive_member_stops_the_script_before_writing(tmp_path, prepare):
@@ -528,7 +556,49 @@ def test_every_dataset_has_a_script_and_readme_indexed_at_the_top():
     assert not list(DATASETS.rglob("__init__.py"))  # datasets/ is not an importable package
 
 
-def test_help_shows_an_example(prepare):
-    result = prepare("inria", "--help")
+@pytest.mark.parametrize("name", ["inria", *sorted(SCENE_DATASETS)])
+def test_help_shows_an_example(prepare, name):
+    result = prepare(name, "--help")
     assert result.code == 0
-    assert "example:" in result.out and "python datasets/inria/prepare.py" in result.out
+    assert f"usage: datasets/{name}/prepare.py" in result.out
+    assert "example:" in result.out and f"python datasets/{name}/prepare.py" in result.out
+
+
+@pytest.mark.parametrize("name", sorted(SCENE_DATASETS))
+def test_scene_help_describes_its_own_dataset(prepare, name):
+    spec = SCENE_DATASETS[name]
+    result = prepare(name, "--help")
+    assert result.code == 0
+    assert spec.description.splitlines()[0] in result.out and spec.example in result.out
+    assert ("--label-level {1,2,3}" in result.out) == (name == "millionaid")
+
+
+def _calls_scene_entry_point(script: Path) -> List[str]:
+    return re.findall(r"scene_dataset_main\(\"(\w+)\"\)", script.read_text())
+
+
+def test_every_scene_dataset_has_a_script_and_every_scene_script_a_description():
+    scripts = {path.parent.name: path for path in DATASETS.glob("*/prepare.py")}
+    scene_scripts = {name for name, path in scripts.items() if _calls_scene_entry_point(path)}
+    assert scene_scripts == set(SCENE_DATASETS) == {"aid", "ucm", "nwpu_resisc45", "millionaid"}
+    for name in scene_scripts:
+        assert _calls_scene_entry_point(scripts[name]) == [name]  # its own entry, not another's
+    for name, path in scripts.items():  # the other scripts do not build scene datasets by hand
+        assert "prepare_scene_dataset" not in path.read_text() and "SceneDatasetSpec" not in path.read_text(), name
+
+
+def test_scene_descriptions_hold_the_published_figures():
+    """Counts from the papers, written here independently of the table."""
+    aid, ucm, nwpu, millionaid = (SCENE_DATASETS[name] for name in ("aid", "ucm", "nwpu_resisc45", "millionaid"))
+    for spec, classes, images in ((aid, 30, 10_000), (ucm, 21, 2_100), (nwpu, 45, 31_500)):
+        assert len(spec.class_names) == len(set(spec.class_names)) == classes, spec.name
+        assert set(spec.images_per_class) == set(spec.class_names), spec.name
+        assert sum(spec.images_per_class.values()) == images, spec.name
+    assert [protocol.fractions for protocol in aid.protocols] == [[0.2, 0.0, 0.8], [0.5, 0.0, 0.5]]
+    assert [protocol.name for protocol in nwpu.protocols] == ["1-9", "2-8"]
+    assert [(level.number, level.class_count) for level in millionaid.label_levels] == [(1, 8), (2, 28), (3, 51)]
+    leaves = {folder.rsplit("/", 1)[-1] for folder in _millionaid_leaf_folders()}
+    assert set(millionaid.label_levels[-1].class_names) == leaves
+    assert millionaid.class_names == tuple(sorted(MILLIONAID_TREE))
+    published = [checksum.file_name for spec in SCENE_DATASETS.values() for checksum in spec.published]
+    assert published == ["UCMerced_LandUse.zip", "NWPU-RESISC45.zip", "train.zip"]

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from rsfm.tasks.base import BaseTask, register_task
+from rsfm.tasks.contract import CLASSIFICATION
 
 
 @register_task
@@ -97,7 +98,10 @@ class BrightnessTask(BaseTask):
 
 @register_task
 class ScenePoolTask(BaseTask):
-    """Scene classifier: global average of a 1x1 convolution -> (B, K) logits."""
+    """Scene classifier: global average of a 1x1 convolution -> (B, K) logits, for images
+    resized to ``image_size`` pixels."""
+
+    task_kind = CLASSIFICATION
 
     def __init__(
         self,
@@ -105,6 +109,7 @@ class ScenePoolTask(BaseTask):
         mean: Sequence[float] = (100.0, 100.0, 100.0),
         std: Sequence[float] = (50.0, 50.0, 50.0),
         class_names: Sequence[str] = ("dark", "medium", "bright"),
+        image_size: int = 32,
         backbone_checkpoint: Optional[str] = None,
     ) -> None:
         super().__init__()

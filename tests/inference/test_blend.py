@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from rsfm.inference.blending import BlendAccumulator
-from rsfm.inference.tiling import TileGrid
+from rsfm.data.tiling import TileGrid
 
 
 def _run(grid, predict, channels=1):

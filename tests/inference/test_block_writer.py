@@ -6,7 +6,7 @@ from affine import Affine
 
 from rsfm.inference.blending import BlendAccumulator
 from rsfm.inference.outputs import OutputEncoding, OutputType
-from rsfm.inference.tiling import TileGrid
+from rsfm.data.tiling import TileGrid
 from rsfm.inference.writer import OutputSpec, PartialRaster
 
 

@@ -10,9 +10,9 @@ from affine import Affine
 from inference_helpers import smooth_image, write_raster
 from rsfm import predict_raster
 from rsfm.inference import NODATA
-from rsfm.inference.model import load_tile_model
+from rsfm.inference.predictor import Predictor
 from rsfm.inference.outputs import scale_probability
-from rsfm.inference.tiling import TileGrid
+from rsfm.data.tiling import TileGrid
 
 FAST = dict(progress=False)
 
@@ -20,8 +20,7 @@ FAST = dict(progress=False)
 def whole_image_probabilities(checkpoint, image, valid, tile_size, overlap):
     """Reference: the model run once on the whole image, reflect-padded to the tile grid's
     extent like the edge tiles are."""
-    model = load_tile_model(Path(checkpoint))
-    model.probe(tile_size)
+    model = Predictor.load(checkpoint)
     height, width = image.shape[1:]
     grid = TileGrid(width, height, tile_size, overlap)
     extent = ((grid.rows - 1) * grid.stride + tile_size, (grid.cols - 1) * grid.stride + tile_size)

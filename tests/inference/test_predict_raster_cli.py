@@ -11,7 +11,7 @@ import pytest
 import rasterio
 
 from inference_helpers import smooth_image, write_raster
-from rsfm.main import main
+from rsfm.cli import main
 
 HELPERS = Path(__file__).resolve().parent
 
@@ -52,7 +52,7 @@ def test_command_reports_bad_input_in_one_line(tmp_path, conv_checkpoint, capsys
 COMMAND_WITH_TEST_TASKS = """
 import sys
 import inference_helpers  # registers the test tasks
-from rsfm.main import main
+from rsfm.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -1,8 +1,12 @@
 """UperNet decoder and SegmentationModel: shapes, any size/bands, any timm backbone, freezing,
 stage-wise learning-rate decay and backbone initialisation from a checkpoint file."""
 
+import re
+
 import pytest
 import torch
+from timm.models import group_parameters
+from timm.optim import create_optimizer_v2
 from torch import nn
 
 from rsfm.models.upernet import SegmentationModel, UperNetDecoder, _stage_of_parameters
@@ -73,23 +77,25 @@ def test_frozen_backbone_does_not_change() -> None:
 
 def test_stage_wise_learning_rate_decay() -> None:
     model = _tiny()
-    groups = model.param_groups(weight_decay=0.05, layer_decay=0.5)
+    groups = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05, layer_decay=0.5).param_groups
     grouped = [p for g in groups for p in g["params"]]
     assert len(grouped) == len(list(model.parameters())) == len({id(p) for p in grouped})
     scale_of = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
     decay_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
-    stages = model.backbone.feature_info.module_name()
-    assert len(stages) == 4
+    assert len(model.backbone.feature_info.module_name()) == 4
+    stage_in_name = re.compile(r"backbone\.(?:model\.)?stages[._](\d)\.")  # FeatureListNet or getter spelling
+    seen = set()
     for name, param in model.named_parameters():
-        if name.startswith("backbone.stages_0."):
-            assert scale_of[id(param)] == 0.5**4, name
-        elif name.startswith("backbone.stages_3."):
-            assert scale_of[id(param)] == 0.5, name
-        elif name.startswith(("decoder.", "head.")):
-            assert scale_of[id(param)] == 1.0, name
+        stage = stage_in_name.match(name)
+        if stage:  # stage i of 4 gets 0.5 ** (4 - i): the decoder/head rate over the earliest stage's is 0.5 ** 4
+            seen.add(int(stage.group(1)))
+            assert scale_of[id(param)] == 0.5 ** (4 - int(stage.group(1))), name
+        else:
+            assert name.startswith(("decoder.", "head.")) and scale_of[id(param)] == 1.0, name
         assert decay_of[id(param)] == (0.05 if param.ndim > 1 else 0.0), name
-    with pytest.raises(ValueError, match="layer_decay"):
-        model.param_groups(0.05, layer_decay=0.0)
+    assert seen == {0, 1, 2, 3}
+    frozen = create_optimizer_v2(_tiny(freeze_backbone=True), "adamw", weight_decay=0.05, layer_decay=0.5)
+    assert {g["lr_scale"] for g in frozen.param_groups} == {1.0}  # only decoder and head train
 
 
 def test_stage_ids_follow_feature_modules_of_a_getter_wrapper() -> None:
@@ -101,6 +107,8 @@ def test_stage_ids_follow_feature_modules_of_a_getter_wrapper() -> None:
     )
     stage_of, num_stages = _stage_of_parameters(model.backbone)
     assert num_stages == 4
+    layer_of = group_parameters(model, model.group_matcher(), reverse=True)  # what timm's layer decay uses
+    assert layer_of["backbone.model.patch_embed.proj.weight"] == 0 and layer_of["head.weight"] == 4
     assert stage_of["model.patch_embed.proj.weight"] == 0
     assert stage_of["model.blocks.2.mlp.fc2.weight"] == 0
     assert stage_of["model.blocks.3.attn.qkv.weight"] == 1

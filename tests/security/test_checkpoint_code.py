@@ -13,7 +13,7 @@ import rasterio
 import torch
 
 import rsfm
-from rsfm.inference.cli import main as predict_raster_main
+from rsfm.cli.predict_raster import main as predict_raster_main
 from rsfm.tasks import BuildingSegmentationTask, SceneClassificationTask, load_task, register_task
 
 
@@ -57,8 +57,8 @@ def test_predict_raster_refuses_the_checkpoint_in_one_line(shell_command_checkpo
 
 
 def test_module_level_names_of_rsfm_itself_are_not_tasks(tmp_path):
-    """A name that imports fine (rsfm.models.export:main) is still only looked up, not imported."""
-    path = _hostile_task_checkpoint(tmp_path / "evil.ckpt", "rsfm.models.export:main", {"argv": ["--help"]})
+    """A name that imports fine (rsfm.cli.export:main) is still only looked up, not imported."""
+    path = _hostile_task_checkpoint(tmp_path / "evil.ckpt", "rsfm.cli.export:main", {"argv": ["--help"]})
     with pytest.raises(ValueError, match="not a registered rsfm task"):
         load_task(path)
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))  # th
 from inference_helpers import ConvSegmentationTask, save_with_trainer, smooth_image, write_raster  # noqa: E402
 from rsfm import predict_raster  # noqa: E402
 from rsfm.data.pixel_range import PixelRangeWarning  # noqa: E402
-from rsfm.main import main  # noqa: E402
+from rsfm.cli import main  # noqa: E402
 
 TILING = ["--tile-size", "64", "--overlap", "16", "--batch-size", "4", "--device", "cpu", "--quiet"]
 UINT8_RANGE = {"dtype": "uint8", "min": 0.0, "max": 255.0}

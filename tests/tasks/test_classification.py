@@ -17,7 +17,7 @@ from PIL import Image
 
 import rsfm
 from rsfm.data import SceneDataModule
-from rsfm.main import main
+from rsfm.cli import main
 from rsfm.models import create_model
 from rsfm.tasks import SceneClassificationTask, load_task
 from rsfm.tasks.writers import ScenePredictionWriter
@@ -83,7 +83,7 @@ def _raw_batch(count: int = 3, size: int = 32) -> torch.Tensor:
 
 def test_fit_takes_data_fields_from_the_datamodule_and_the_checkpoint_alone_rebuilds_it(trained):
     assert trained.trainer.global_step == 6  # 16 images, batches of 5 with drop_last: 3 steps x 2 epochs
-    assert np.isfinite(float(trained.trainer.callback_metrics["train_loss"]))  # odd batches: no mixup pairs
+    assert np.isfinite(float(trained.trainer.callback_metrics["train/loss"]))  # odd batches: no mixup pairs
     checkpoint = torch.load(trained.checkpoint, weights_only=False)
     saved = checkpoint["hyper_parameters"]
     assert saved["class_names"] == CLASSES == trained.datamodule.class_names
@@ -139,7 +139,7 @@ def test_rsp_recipe_lr_scaling_warmup_cosine_and_layer_decay(scenes, tmp_path):
     first_group = [rates[0] for rates in record.per_step]
     assert first_group == pytest.approx([rate * groups[0]["lr_scale"] for rate in head_rates])
     assert groups[0]["lr_scale"] < 1.0  # earlier layers get smaller rates
-    assert np.isfinite(float(trainer.callback_metrics["train_loss"]))  # even batches: mixup + cutmix
+    assert np.isfinite(float(trainer.callback_metrics["train/loss"]))  # even batches: mixup + cutmix
 
 
 def test_test_run_writes_a_confusion_matrix_that_matches_the_accuracy(trained, tmp_path):
@@ -152,8 +152,8 @@ def test_test_run_writes_a_confusion_matrix_that_matches_the_accuracy(trained, t
     counts = np.array([[int(value) for value in row[1:]] for row in rows[1:]])
     assert counts.sum() == len(trained.datamodule.split_samples("test")) == 8
     assert (counts.sum(axis=1) == 2).all()
-    assert metrics["test_acc"] == pytest.approx(np.trace(counts) / counts.sum())
-    per_class = [metrics[f"test_acc_{name}"] for name in CLASSES]
+    assert metrics["test/acc"] == pytest.approx(np.trace(counts) / counts.sum())
+    per_class = [metrics[f"test/acc_{name}"] for name in CLASSES]
     assert per_class == pytest.approx(list(np.diag(counts) / 2))
     assert (log_dir / "confusion_matrix.png").stat().st_size > 5000
 
@@ -228,14 +228,14 @@ def test_export_backbone_loads_in_create_model_and_as_backbone_checkpoint(traine
     assert all(torch.equal(value, weights[key]) for key, value in backbone.items())
     assert finetune.model.head.weight.shape == (7, 64)
     features = create_model("vitaev2_tiny_test", checkpoint=exported, features_only=True)
-    assert torch.equal(features.state_dict()["stages_0.reduction.pyramid.convs.0.weight"],
+    assert torch.equal(features.state_dict()["model.stages.0.reduction.pyramid.convs.0.weight"],
                        weights["stages.0.reduction.pyramid.convs.0.weight"])
 
 
 def test_export_backbone_names_a_file_that_is_not_a_task_checkpoint(tmp_path, capsys):
     plain = tmp_path / "plain.pt"
     torch.save({"stages.0.weight": torch.zeros(1)}, plain)
-    with pytest.raises(ValueError, match=r"plain\.pt: no 'model\.' weights"):
+    with pytest.raises(ValueError, match=r"plain\.pt: not an rsfm task checkpoint"):
         rsfm.export_backbone(plain, tmp_path / "out.pt")
     assert main(["export-backbone", str(tmp_path / "missing.ckpt"), str(tmp_path / "out.pt")]) == 2
     assert "missing.ckpt: checkpoint file not found" in capsys.readouterr().err
@@ -243,6 +243,19 @@ def test_export_backbone_names_a_file_that_is_not_a_task_checkpoint(tmp_path, ca
     before = plain.read_bytes()
     assert main(["export-backbone", str(plain), str(plain)]) == 2  # never overwrites its input
     assert "is the input checkpoint" in capsys.readouterr().err and plain.read_bytes() == before
+
+
+def test_export_backbone_refuses_a_task_without_a_standalone_backbone(tmp_path):
+    """Where the backbone sits is the task's answer; the building task has none of timm's form."""
+    from rsfm.tasks import BuildingSegmentationTask
+
+    task = BuildingSegmentationTask(backbone="vitaev2_tiny_test", in_chans=3, mean=[0.0] * 3, std=[1.0] * 3)
+    path = tmp_path / "buildings.ckpt"
+    torch.save({"rsfm_task": "rsfm.tasks.segmentation:BuildingSegmentationTask", "state_dict": task.state_dict(),
+                "hyper_parameters": dict(task.hparams)}, path)
+    with pytest.raises(ValueError, match=r"buildings\.ckpt: BuildingSegmentationTask keeps no stand-alone backbone"):
+        rsfm.export_backbone(path, tmp_path / "out.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["buildings.ckpt"]
 
 
 # SceneClassifier and rsfm predict -------------------------------------------------------------

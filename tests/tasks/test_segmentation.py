@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from PIL import Image
 
 from rsfm.data.buildings import BuildingTileDataModule
-from rsfm.main import main
+from rsfm.cli import main
 from rsfm.tasks import load_task
 from rsfm.tasks.losses import BinarySegmentationLoss
 from rsfm.tasks.overlays import OVERLAY_COLORS, overlay_grid
-from rsfm.tasks.segmentation import BuildingSegmentationTask, lr_factor
+from rsfm.tasks.segmentation import BuildingSegmentationTask
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -79,12 +79,41 @@ def test_loss_terms_on_known_values() -> None:
         BinarySegmentationLoss({"jaccard": 1.0})
 
 
+class _StubTrainer:
+    """What ``configure_optimizers`` reads of a trainer: the run length in optimizer steps."""
+
+    def __init__(self, estimated_stepping_batches: float) -> None:
+        self.estimated_stepping_batches = estimated_stepping_batches
+
+
+def _rates(task: BuildingSegmentationTask, total_steps: int, steps) -> list:
+    """Learning rate (decoder group, in units of ``lr``) used at each optimizer step."""
+    task._trainer = _StubTrainer(total_steps)
+    config = task.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    decoder = max(optimizer.param_groups, key=lambda group: group["lr_scale"])
+    rates = []
+    for step in steps:
+        scheduler.step_update(num_updates=step)
+        rates.append(decoder["lr"] / task.hparams.lr)
+    return rates
+
+
 def test_learning_rate_schedule() -> None:
-    assert lr_factor(0, 100, 10, "poly") == pytest.approx(0.1)
-    assert lr_factor(9, 100, 10, "poly") == pytest.approx(1.0)
-    assert lr_factor(55, 100, 10, "poly") == pytest.approx(0.5)
-    assert lr_factor(55, 100, 10, "cosine") == pytest.approx(0.5)
-    assert lr_factor(100, 100, 0, "cosine", min_lr_ratio=0.1) == pytest.approx(0.1)
+    # 100 steps, 10 of warm-up: lr/10 at the first step, lr at step 10, half way through the decay at 55
+    poly = _rates(_task(warmup_steps=10), 100, [0, 5, 10, 55, 100])
+    assert poly == pytest.approx([0.1, 0.55, 1.0, 0.5, 0.0])
+    squared = _rates(_task(warmup_steps=10, poly_power=2.0), 100, [55])
+    assert squared == pytest.approx([0.25])
+    cosine = _rates(_task(warmup_steps=10, schedule="cosine", min_lr_ratio=0.1), 100, [0, 10, 55, 100])
+    assert cosine == pytest.approx([0.1, 1.0, 0.55, 0.1])
+    no_warmup = _rates(_task(schedule="cosine", min_lr_ratio=0.1), 100, [0, 50, 100])
+    assert no_warmup == pytest.approx([1.0, 0.55, 0.1])
+    assert _rates(_task(warmup_steps=500), 4, [0, 3]) == pytest.approx([0.25, 0.8125])  # warm-up cut to the run
+    with pytest.raises(ValueError, match="layer_decay"):
+        _rates(_task(layer_decay=0.0), 100, [0])
+    with pytest.raises(ValueError, match="training length is unknown"):
+        _rates(_task(), math.inf, [0])
 
 
 def test_binary_only_and_schedule_checked() -> None:
@@ -125,19 +154,36 @@ def test_metrics_match_a_known_prediction(tiles, tmp_path) -> None:
     assert metrics["val/loss"] > 1.0  # confident and mostly wrong
 
 
+class _RecordLearningRates(Callback):
+    def __init__(self) -> None:
+        self.per_step = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.per_step.append([group["lr"] for group in trainer.optimizers[0].param_groups])
+
+
 def test_fit_writes_overlays_and_a_checkpoint_that_rebuilds_the_model(tiles, tmp_path) -> None:
     root, _ = tiles
     task = _task(layer_decay=0.8, warmup_steps=1)
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
-    trainer = _trainer(tmp_path, max_epochs=2, callbacks=[checkpoint])
+    record = _RecordLearningRates()
+    trainer = _trainer(tmp_path, max_epochs=2, callbacks=[checkpoint, record])
     trainer.fit(task, datamodule=_datamodule(root))
     assert trainer.global_step == 4
 
     overlay = Image.open(tmp_path / "overlays" / "epoch001.png")
     assert overlay.size == (2 * TILE, 2 * TILE)  # two samples: image | errors
 
-    lrs = sorted({group["initial_lr"] for group in trainer.optimizers[0].param_groups})
-    assert lrs[-1] == pytest.approx(1e-3) and lrs[0] == pytest.approx(1e-3 * 0.8**4)
+    groups = trainer.optimizers[0].param_groups
+    scales = sorted({group["lr_scale"] for group in groups})  # 4 backbone stages + decoder/head
+    assert scales == pytest.approx([0.8**4, 0.8**3, 0.8**2, 0.8, 1.0])
+    decoder = [group["lr_scale"] for group in groups].index(1.0)
+    earliest = [group["lr_scale"] for group in groups].index(min(scales))
+    # stepped every optimizer step: one step of warm-up (to lr), then poly decay over the other 3
+    assert [rates[decoder] for rates in record.per_step] == pytest.approx([1e-3, 1e-3, 2e-3 / 3, 1e-3 / 3])
+    assert [rates[earliest] / rates[decoder] for rates in record.per_step] == pytest.approx([0.8**4] * 4)
+    assert all(group["weight_decay"] == (0.01 if group["params"][0].ndim > 1 else 0.0) for group in groups)
+    assert all(len({p.ndim > 1 for p in group["params"]}) == 1 for group in groups)
 
     rebuilt = load_task(tmp_path / "ckpt" / "last.ckpt")
     assert type(rebuilt) is BuildingSegmentationTask and rebuilt.hparams.layer_decay == 0.8
@@ -152,7 +198,8 @@ def test_fit_writes_overlays_and_a_checkpoint_that_rebuilds_the_model(tiles, tmp
     trainer = _trainer(tmp_path, max_epochs=3)
     trainer.fit(resumed, datamodule=_datamodule(root), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
     assert trainer.global_step == 6
-    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 6
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["lr_schedulers"][0]
+    assert trainer.lr_scheduler_configs[0].scheduler.t_initial == saved["t_initial"] == 3  # the saved schedule
 
 
 def test_training_lowers_the_loss(tiles, tmp_path) -> None:

@@ -14,21 +14,24 @@ from rsfm.data.prepare.checksums import (
     write_manifest,
 )
 from rsfm.data.prepare.chips import prepare_chips
-from rsfm.data.prepare.cli import build_parser, run
+from rsfm.data.prepare.runner import build_parser, run
 from rsfm.data.prepare.large_tiles import prepare_large_tiles
 from rsfm.data.prepare.rasters import patch_windows, rasterize_footprints, write_patches
 from rsfm.data.prepare.report import PrepareError, Report
-from rsfm.data.prepare.scene import SceneDatasetSpec, prepare_scene_dataset
+from rsfm.data.prepare.scene import LabelLevel, SceneDatasetSpec, prepare_scene_dataset
+from rsfm.data.prepare.scene_datasets import SCENE_DATASETS, scene_dataset_main
 from rsfm.data.prepare.sources import Source
 from rsfm.data.prepare.splits import SplitProtocol, split_list_path, write_split_lists
 from rsfm.data.prepare.tile_pairs import prepare_tile_pairs
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
+    "LabelLevel",
     "MANIFEST_NAME",
     "PrepareError",
     "PublishedChecksum",
     "Report",
+    "SCENE_DATASETS",
     "SceneDatasetSpec",
     "Source",
     "SplitProtocol",
@@ -43,6 +46,7 @@ __all__ = [
     "prepare_tile_pairs",
     "rasterize_footprints",
     "run",
+    "scene_dataset_main",
     "split_list_path",
     "verify_manifest",
     "write_manifest",

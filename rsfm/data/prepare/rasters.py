@@ -10,7 +10,7 @@ import rasterio
 from rasterio.features import rasterize
 from rasterio.windows import Window
 
-from rsfm.inference.tiling import TileGrid
+from rsfm.data.tiling import TileGrid
 
 __all__ = ["check_same_grid", "patch_windows", "rasterize_footprints", "write_patches"]
 
@@ -37,9 +37,9 @@ def check_same_grid(image: Path, mask: Path) -> None:
 def patch_windows(width: int, height: int, patch_size: int) -> Iterator[Tuple[int, int, Window]]:
     """``(row, col, window)`` of ``patch_size`` windows covering a ``width`` x ``height`` raster.
 
-    The grid is ``rsfm.inference.TileGrid`` without overlap; the last row and column are
-    shifted back inside the raster (overlapping their neighbours) instead of padded, so each
-    patch is real data. A raster smaller than ``patch_size`` gives one window of its size.
+    The grid is tiled inference's ``rsfm.data.tiling.TileGrid`` without overlap; the last row
+    and column are shifted back inside the raster (overlapping their neighbours) instead of
+    padded, so each patch is real data. A raster smaller than ``patch_size`` gives one window of its size.
     """
     grid = TileGrid(width, height, patch_size, 0)
     for row in range(grid.rows):

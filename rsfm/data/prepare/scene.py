@@ -17,17 +17,39 @@ from tqdm import tqdm
 
 from rsfm.data.io import read_image
 from rsfm.data.prepare.checks import QUARANTINE, find_failures, quarantine
+from rsfm.data.prepare.checksums import PublishedChecksum
 from rsfm.data.prepare.report import Report, shorten
 from rsfm.data.prepare.sources import Source, find_folder, place_file
 from rsfm.data.prepare.splits import SplitProtocol, write_split_lists
 from rsfm.data.samples import Sample, scan_class_folders
 
-__all__ = ["SceneDatasetSpec", "prepare_scene_dataset"]
+__all__ = ["LabelLevel", "SceneDatasetSpec", "prepare_scene_dataset"]
+
+
+@dataclass(frozen=True)
+class LabelLevel:
+    """One level of a published class hierarchy that split lists can be written for.
+
+    Args:
+        number: the level's number, e.g. ``2``: the ``--label-level`` value and the
+            ``level2`` in list names.
+        folder_level: which folder names the class (``label_level`` of
+            ``rsfm.data.scan_class_folders``; ``-1`` is the folder holding the image, at any depth).
+        title: what its classes are called in messages, e.g. ``level-2`` or ``leaf``.
+        class_count: published number of classes at this level.
+        class_names: the published class names, when known; they are then checked by name.
+    """
+
+    number: int
+    folder_level: int
+    title: str
+    class_count: int
+    class_names: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class SceneDatasetSpec:
-    """What a published scene dataset contains.
+    """What a published scene dataset contains, and how its preparation script presents it.
 
     Args:
         name: dataset name for messages, e.g. ``AID``.
@@ -36,12 +58,24 @@ class SceneDatasetSpec:
         images_per_class: published image count per folder of ``class_names``; empty when
             not published.
         protocols: split protocols to write lists for.
+        published: published digests of the dataset's archives.
+        label_levels: a class hierarchy (Million-AID): the script then takes ``--label-level``
+            (the last level is the default) and ``--val-fraction``, and writes one train/val
+            split named ``level<N>``; every level is checked against its published classes.
+        val_fraction: default of ``--val-fraction`` when ``label_levels`` are given.
+        description: what the script reads and writes, shown by ``--help``.
+        example: typical commands, shown at the end of ``--help``.
     """
 
     name: str
     class_names: Tuple[str, ...]
     images_per_class: Mapping[str, int] = field(default_factory=dict)
     protocols: Tuple[SplitProtocol, ...] = ()
+    published: Tuple[PublishedChecksum, ...] = ()
+    label_levels: Tuple[LabelLevel, ...] = ()
+    val_fraction: float = 0.1
+    description: str = ""
+    example: str = ""
 
 
 def _class_folder_score(class_names: Sequence[str]):
@@ -73,6 +107,27 @@ def _check_classes(spec: SceneDatasetSpec, found: Counter, partial: bool, report
         report.mismatch(f"image counts differ from the published ones: {shorten(mismatched)}", partial)
 
 
+def _check_label_levels(spec: SceneDatasetSpec, output: Path, partial: bool, report: Report) -> None:
+    """Compare each level of the prepared hierarchy with the published one (by name where known)."""
+    for level in spec.label_levels:
+        if level.folder_level == 1:
+            continue  # the folders below the root, already checked against spec.class_names
+        found = {label for _, label in scan_class_folders(output, level.folder_level)}
+        if not level.class_names:
+            if len(found) != level.class_count:
+                message = f"{len(found)} {level.title} classes, the published hierarchy has {level.class_count}"
+                report.mismatch(message, partial)
+            continue
+        missing, unexpected = sorted(set(level.class_names) - found), sorted(found - set(level.class_names))
+        if missing:
+            message = f"{len(missing)} of the {level.class_count} {level.title} classes are missing: {shorten(missing)}"
+            report.mismatch(message, partial)
+        if unexpected:
+            report.problem(
+                f"{len(unexpected)} {level.title} folder(s) are not {spec.name} classes: {shorten(unexpected)}"
+            )
+
+
 def prepare_scene_dataset(
     spec: SceneDatasetSpec,
     source: Source,
@@ -98,7 +153,8 @@ def prepare_scene_dataset(
             ``output/.unreadable/`` and reported by name; unknown folders are reported.
 
     Returns:
-        The readable ``(path, class name)`` samples in ``output`` at ``label_level``.
+        The readable ``(path, class name)`` samples in ``output`` at ``label_level``; each of
+        ``spec.label_levels`` is compared with the published hierarchy afterwards.
 
     Raises:
         PrepareError: no folder holding the class folders is found.
@@ -128,4 +184,5 @@ def prepare_scene_dataset(
         for seed in seeds:
             written = write_split_lists(output, samples, protocol, seed)
             report.note(f"split {protocol.name} seed {seed}: wrote {', '.join(path.name for path in written)}")
+    _check_label_levels(spec, output, partial, report)
     return samples

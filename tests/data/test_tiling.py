@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rsfm.inference.tiling import TileGrid, reflect_pad, taper
+from rsfm.data.tiling import TileGrid, reflect_pad, taper
 
 
 @pytest.mark.parametrize("width,height", [(1, 1), (37, 20), (128, 128), (129, 300), (1000, 613)])

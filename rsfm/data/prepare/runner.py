@@ -1,4 +1,5 @@
-"""The command line shared by the ``datasets/<name>/prepare.py`` scripts.
+"""Runs a ``datasets/<name>/prepare.py`` script: the argument parser every such script shares
+and the run around its preparation step (a library for those scripts, not an ``rsfm`` command).
 
 Every script takes the downloaded archive (or its extracted folder) and ``--output``, and
 ``--verify`` re-checks a prepared folder against its ``MANIFEST.sha256``. Exit status: 0 when

@@ -1,4 +1,9 @@
-"""The tile grid laid over a raster and the smooth weights that blend overlapping tiles."""
+"""The tile grid laid over a raster and the smooth weights that blend overlapping tiles.
+
+It lives with the data because two layers cut rasters on it: dataset preparation (training
+patches, ``rsfm.data.prepare``) and tiled inference (``rsfm.inference``, which blends the
+overlapping tiles with these weights).
+"""
 
 from __future__ import annotations
 
