@@ -19,6 +19,8 @@ from contextlib import nullcontext
 from typing import Callable, Dict
 
 import rsfm.models  # noqa: F401  (torchvision shim, registers ViTAEv2 in timm)
+
+# isort: split
 import timm
 import torch
 
@@ -44,9 +46,7 @@ def _interleaved_images_per_second(
 
 def _inference_step(model: torch.nn.Module, images: torch.Tensor, dtype: torch.dtype) -> Callable[[], None]:
     def step() -> None:
-        autocast = (
-            torch.autocast(images.device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
-        )
+        autocast = torch.autocast(images.device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
         with torch.inference_mode(), autocast:
             model(images)
 
@@ -97,8 +97,7 @@ def main() -> None:
         model = timm.create_model(name, num_classes=1000).to(device).eval()
         models[name] = model.to(memory_format=torch.channels_last)
     results: Dict[str, Dict[str, float]] = {
-        name: {"params_m": sum(p.numel() for p in model.parameters()) / 1e6}
-        for name, model in models.items()
+        name: {"params_m": sum(p.numel() for p in model.parameters()) / 1e6} for name, model in models.items()
     }
     modes = [("fp32_img_s", "fp32 inference")]
     if not args.no_bf16:

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import rsfm.tasks  # noqa: F401  (torchvision shim first)
+
+# isort: split
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.cli import LightningCLI
@@ -65,15 +67,17 @@ class TrainThroughput(Callback):
 
 def _cli(config: Path, output_dir: Path, name: str, extra: List[str]) -> LightningCLI:
     args = [
-        "--config", str(config),
+        "--config",
+        str(config),
         f"--trainer.logger.init_args.save_dir={output_dir}",
         f"--trainer.logger.init_args.name={name}",
         "--trainer.enable_progress_bar=false",
         *extra,
     ]
     os.chdir(REPO)  # the configs' data paths are relative to the repository root
-    cli = LightningCLI(subclass_mode_model=True, subclass_mode_data=True, run=False, args=args,
-                       save_config_kwargs={"overwrite": True})
+    cli = LightningCLI(
+        subclass_mode_model=True, subclass_mode_data=True, run=False, args=args, save_config_kwargs={"overwrite": True}
+    )
     cli.trainer.checkpoint_callback.dirpath = str(output_dir / name / "checkpoints")
     return cli
 
@@ -84,7 +88,9 @@ def _scene_backbone(output_dir: Path) -> Dict[str, Any]:
     cli.trainer.fit(cli.model, cli.datamodule)
     seconds = time.perf_counter() - start
     (metrics,) = cli.trainer.validate(cli.model, cli.datamodule, ckpt_path="last", verbose=False)
-    backbone = export_backbone(cli.trainer.checkpoint_callback.last_model_path, output_dir / "scene_backbone.safetensors")
+    backbone = export_backbone(
+        cli.trainer.checkpoint_callback.last_model_path, output_dir / "scene_backbone.safetensors"
+    )
     return {
         "backbone_file": str(backbone),
         "epochs": cli.trainer.current_epoch,
@@ -121,14 +127,27 @@ def _buildings(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", type=Path, default=None, help="logs and checkpoints (default: a temp folder)")
-    parser.add_argument("--scene-backbone", type=Path, default=None,
-                        help="a backbone exported from a scene_quickstart run (default: train one first)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's choice; 1 is faster on a busy machine)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the building runs (default: the config's); repeat runs to see the spread")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="override max_epochs of the building runs (default: as written)")
+    parser.add_argument(
+        "--scene-backbone",
+        type=Path,
+        default=None,
+        help="a backbone exported from a scene_quickstart run (default: train one first)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's choice; 1 is faster on a busy machine)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the building runs (default: the config's); repeat runs to see the spread",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="override max_epochs of the building runs (default: as written)"
+    )
     args = parser.parse_args()
     output_dir = (args.output_dir or Path(tempfile.mkdtemp(prefix="buildings_benchmark_"))).resolve()
     sys.argv = sys.argv[:1]  # LightningCLI gets its arguments from _cli only

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import rsfm.tasks  # noqa: F401  (torchvision shim first)
+
+# isort: split
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.cli import LightningCLI
@@ -66,7 +68,8 @@ class TrainThroughput(Callback):
 
 def _run(backbone: str, output_dir: Path, epochs: int | None) -> Dict[str, Any]:
     args = [
-        "--config", str(CONFIG),
+        "--config",
+        str(CONFIG),
         f"--model.init_args.backbone={backbone}",
         f"--trainer.logger.init_args.save_dir={output_dir}",
         f"--trainer.logger.init_args.name={backbone}",
@@ -75,8 +78,9 @@ def _run(backbone: str, output_dir: Path, epochs: int | None) -> Dict[str, Any]:
     if epochs is not None:
         args.append(f"--trainer.max_epochs={epochs}")
     os.chdir(REPO)  # the config's data path is relative to the repository root
-    cli = LightningCLI(subclass_mode_model=True, subclass_mode_data=True, run=False, args=args,
-                       save_config_kwargs={"overwrite": True})
+    cli = LightningCLI(
+        subclass_mode_model=True, subclass_mode_data=True, run=False, args=args, save_config_kwargs={"overwrite": True}
+    )
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     trainer.checkpoint_callback.dirpath = str(output_dir / backbone / "checkpoints")
     throughput = TrainThroughput()
@@ -135,7 +139,9 @@ def _interleaved_step_rate(batch: int, image_size: int, repeats: int = 10) -> Di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", type=Path, default=None, help="logs and checkpoints (default: a temp folder)")
-    parser.add_argument("--epochs", type=int, default=None, help="override max_epochs of the config (default: as written)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="override max_epochs of the config (default: as written)"
+    )
     args = parser.parse_args()
     output_dir = args.output_dir or Path(tempfile.mkdtemp(prefix="scene_benchmark_"))
     sys.argv = sys.argv[:1]  # LightningCLI gets its arguments from _run only
@@ -151,7 +157,9 @@ def main() -> None:
         report[backbone] = _run(backbone, output_dir, args.epochs)
         print(json.dumps({backbone: report[backbone]}), flush=True)
     quickstart = report["vitaev2_tiny_test"]
-    report["interleaved_train_step_images_per_s"] = _interleaved_step_rate(quickstart["batch_size"], quickstart["image_size"])
+    report["interleaved_train_step_images_per_s"] = _interleaved_step_rate(
+        quickstart["batch_size"], quickstart["image_size"]
+    )
     report["load_average_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(report))
 

@@ -34,6 +34,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from rsfm import _compat  # noqa: F401  (before lightning imports torchvision)
 
+# isort: split
+
 import numpy as np
 import rasterio
 import torch
@@ -64,8 +66,10 @@ class BenchmarkConvTask(BaseTask):
         self.save_hyperparameters()
         self._register_normalization(mean, std, in_chans)
         self.net = nn.Sequential(
-            nn.Conv2d(in_chans, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(in_chans, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
             nn.Conv2d(width, 1, 1),
         )
 
@@ -87,8 +91,9 @@ def write_checkpoint(path: Path) -> Path:
 
     torch.manual_seed(0)
     data = TensorDataset(torch.rand(4, 3, 64, 64) * 255, (torch.rand(4, 1, 64, 64) > 0.5).float())
-    trainer = pl.Trainer(fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False,
-                         enable_model_summary=False)
+    trainer = pl.Trainer(
+        fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     trainer.fit(BenchmarkConvTask(), DataLoader(data, batch_size=4))
     trainer.save_checkpoint(path)
     return path
@@ -103,8 +108,20 @@ def write_raster(path: Path, size: int) -> Path:
     tile = np.concatenate([patch, patch[:, :, ::-1]], axis=2)
     tile = np.concatenate([tile, tile[:, ::-1]], axis=1)  # mirrored 2x2: seamless when repeated
     repeats = -(-size // tile.shape[2])
-    profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs=crs, transform=transform,
-                   tiled=True, blockxsize=256, blockysize=256, compress="deflate", bigtiff="IF_SAFER")
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=3,
+        dtype="uint8",
+        crs=crs,
+        transform=transform,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+        bigtiff="IF_SAFER",
+    )
     with rasterio.open(path, "w", **profile) as dataset:
         for top in range(0, size, 256):
             rows = np.arange(top, min(top + 256, size)) % tile.shape[1]
@@ -142,36 +159,66 @@ def measure_memory(
     before = _current_rss_mib()
     start = time.perf_counter()
     if entry == "cli":
-        command([str(raster), "--checkpoint", str(checkpoint), "--output", str(output), "--overwrite", "--quiet",
-                 "--device", "cpu", "--tile-size", str(options["tile_size"]), "--overlap", str(options["overlap"]),
-                 "--batch-size", str(options["batch_size"])])
+        command(
+            [
+                str(raster),
+                "--checkpoint",
+                str(checkpoint),
+                "--output",
+                str(output),
+                "--overwrite",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--tile-size",
+                str(options["tile_size"]),
+                "--overlap",
+                str(options["overlap"]),
+                "--batch-size",
+                str(options["batch_size"]),
+            ]
+        )
     else:
         predict_raster(raster, checkpoint, output, overwrite=True, progress=False, device="cpu", **options)
     seconds = time.perf_counter() - start
     with rasterio.open(raster) as dataset:
         pixels = dataset.width * dataset.height
-    return {"rss_before_mib": before, "peak_rss_mib": _peak_rss_mib(), "seconds": seconds,
-            "pixels_per_s": pixels / seconds}
+    return {
+        "rss_before_mib": before,
+        "peak_rss_mib": _peak_rss_mib(),
+        "seconds": seconds,
+        "pixels_per_s": pixels / seconds,
+    }
 
 
 def _in_fresh_process(
     raster: Path, checkpoint: Path, output: Path, options: Dict[str, Any], entry: str
 ) -> Dict[str, float]:
-    command = [sys.executable, __file__, "--measure", str(raster), str(checkpoint), str(output), json.dumps(options),
-               entry]
+    command = [
+        sys.executable,
+        __file__,
+        "--measure",
+        str(raster),
+        str(checkpoint),
+        str(output),
+        json.dumps(options),
+        entry,
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"memory run failed:\n{completed.stderr[-4000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def measure_overhead(raster: Path, checkpoint: Path, output: Path, options: Dict[str, Any], repeats: int) -> Dict[str, float]:
+def measure_overhead(
+    raster: Path, checkpoint: Path, output: Path, options: Dict[str, Any], repeats: int
+) -> Dict[str, float]:
     """Median pixels/s of predict_raster and of the forward pass alone over the same batches."""
     from rsfm import predict_raster
+    from rsfm.data.tiling import TileGrid
     from rsfm.inference.inputs import check_input
     from rsfm.inference.model import load_tile_model
     from rsfm.inference.reader import iter_tile_batches
-    from rsfm.data.tiling import TileGrid
 
     model = load_tile_model(checkpoint)
     model.probe(options["tile_size"])
@@ -198,8 +245,12 @@ def measure_overhead(raster: Path, checkpoint: Path, output: Path, options: Dict
             times[name].append(time.perf_counter() - start)
     forward_rate = pixels / statistics.median(times["forward"])
     tiled_rate = pixels / statistics.median(times["tiled"])
-    return {"tiles": len(grid), "forward_pixels_per_s": forward_rate, "tiled_pixels_per_s": tiled_rate,
-            "overhead": forward_rate / tiled_rate - 1}
+    return {
+        "tiles": len(grid),
+        "forward_pixels_per_s": forward_rate,
+        "tiled_pixels_per_s": tiled_rate,
+        "overhead": forward_rate / tiled_rate - 1,
+    }
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -210,8 +261,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats of the overhead timing")
-    parser.add_argument("--entry", choices=["cli", "api"], default="cli",
-                        help="memory runs through 'rsfm predict-raster' (default) or rsfm.predict_raster")
+    parser.add_argument(
+        "--entry",
+        choices=["cli", "api"],
+        default="cli",
+        help="memory runs through 'rsfm predict-raster' (default) or rsfm.predict_raster",
+    )
     parser.add_argument("--keep", type=Path, help="work in this folder and keep its files")
     parser.add_argument("--measure", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -224,31 +279,48 @@ def main(argv: Optional[List[str]] = None) -> None:
     with tempfile.TemporaryDirectory(prefix="rsfm-bench-") as temporary:
         folder = args.keep or Path(temporary)
         folder.mkdir(parents=True, exist_ok=True)
-        print(f"python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-              f"{os.cpu_count()} CPUs; tile {args.tile_size}, overlap {args.overlap}, batch {args.batch_size}")
+        print(
+            f"python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"{os.cpu_count()} CPUs; tile {args.tile_size}, overlap {args.overlap}, batch {args.batch_size}"
+        )
         checkpoint = write_checkpoint(folder / "bench_conv.ckpt")
         rasters = {}
         for size in (args.small, args.big):
             start = time.perf_counter()
             rasters[size] = write_raster(folder / f"scene_{size}.tif", size)
-            print(f"wrote {size}x{size} raster ({rasters[size].stat().st_size / 2**20:.0f} MiB) "
-                  f"in {time.perf_counter() - start:.0f} s")
+            print(
+                f"wrote {size}x{size} raster ({rasters[size].stat().st_size / 2**20:.0f} MiB) "
+                f"in {time.perf_counter() - start:.0f} s"
+            )
 
         overhead = measure_overhead(rasters[args.small], checkpoint, folder / "overhead.tif", options, args.repeats)
-        print(f"{args.small}^2, {overhead['tiles']} tiles: forward pass {overhead['forward_pixels_per_s'] / 1e6:.2f} "
-              f"Mpx/s, predict_raster {overhead['tiled_pixels_per_s'] / 1e6:.2f} Mpx/s, "
-              f"overhead {overhead['overhead']:.1%} (target < 15%)")
+        print(
+            f"{args.small}^2, {overhead['tiles']} tiles: forward pass {overhead['forward_pixels_per_s'] / 1e6:.2f} "
+            f"Mpx/s, predict_raster {overhead['tiled_pixels_per_s'] / 1e6:.2f} Mpx/s, "
+            f"overhead {overhead['overhead']:.1%} (target < 15%)"
+        )
 
         memory = {}
         for size in (args.small, args.big):
             memory[size] = _in_fresh_process(rasters[size], checkpoint, folder / f"out_{size}.tif", options, args.entry)
-            print(f"{size}^2 ({args.entry}): peak RSS {memory[size]['peak_rss_mib']:.0f} MiB (before the run "
-                  f"{memory[size]['rss_before_mib']:.0f} MiB), {memory[size]['seconds']:.0f} s, "
-                  f"{memory[size]['pixels_per_s'] / 1e6:.2f} Mpx/s")
+            print(
+                f"{size}^2 ({args.entry}): peak RSS {memory[size]['peak_rss_mib']:.0f} MiB (before the run "
+                f"{memory[size]['rss_before_mib']:.0f} MiB), {memory[size]['seconds']:.0f} s, "
+                f"{memory[size]['pixels_per_s'] / 1e6:.2f} Mpx/s"
+            )
         growth = memory[args.big]["peak_rss_mib"] / memory[args.small]["peak_rss_mib"] - 1
         print(f"peak RSS {args.big}^2 vs {args.small}^2: {growth:+.1%} (target within 10%)")
-        print(json.dumps({"overhead": overhead, "memory": {str(size): value for size, value in memory.items()},
-                          "rss_growth": growth, "entry": args.entry, "options": options}))
+        print(
+            json.dumps(
+                {
+                    "overhead": overhead,
+                    "memory": {str(size): value for size, value in memory.items()},
+                    "rss_growth": growth,
+                    "entry": args.entry,
+                    "options": options,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Classify image files with a trained scene checkpoint and print the top classes.
 
-    python examples/classify_images.py runs/finetune_scene/scene.ckpt img1.jpg img2.tif
+python examples/classify_images.py runs/finetune_scene/scene.ckpt img1.jpg img2.tif
 """
 
 from __future__ import annotations

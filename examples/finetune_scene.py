@@ -21,7 +21,8 @@ from pathlib import Path
 from rsfm.data import SceneDataModule
 from rsfm.tasks import SceneClassificationTask
 
-import lightning.pytorch as pl  # noqa: E402
+# isort: split
+import lightning.pytorch as pl
 
 
 def main() -> None:
@@ -38,17 +39,29 @@ def main() -> None:
     args = parser.parse_args()
 
     data = SceneDataModule(
-        root=args.data, split=(0.6, 0.1, 0.3), image_size=args.image_size,
-        batch_size=args.batch_size, num_workers=0,
+        root=args.data,
+        split=(0.6, 0.1, 0.3),
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        num_workers=0,
     )
     task = SceneClassificationTask(
-        backbone=args.backbone, backbone_checkpoint=args.backbone_checkpoint,
-        lr=1e-3, lr_batch_size=None, warmup_epochs=1, mixup_alpha=0.0, cutmix_alpha=0.0,
+        backbone=args.backbone,
+        backbone_checkpoint=args.backbone_checkpoint,
+        lr=1e-3,
+        lr_batch_size=None,
+        warmup_epochs=1,
+        mixup_alpha=0.0,
+        cutmix_alpha=0.0,
     )
     trainer = pl.Trainer(
-        max_epochs=args.epochs, accelerator=args.accelerator, precision="32-true",
-        default_root_dir=args.output, limit_train_batches=args.limit_batches,
-        limit_val_batches=args.limit_batches, log_every_n_steps=1,
+        max_epochs=args.epochs,
+        accelerator=args.accelerator,
+        precision="32-true",
+        default_root_dir=args.output,
+        limit_train_batches=args.limit_batches,
+        limit_val_batches=args.limit_batches,
+        log_every_n_steps=1,
     )
     trainer.fit(task, data)
     checkpoint = Path(args.output) / "scene.ckpt"

@@ -32,16 +32,22 @@ def main() -> None:
     output.mkdir(parents=True, exist_ok=True)
     stem = Path(args.scene).stem
     result = rsfm.predict_raster(
-        args.scene, checkpoint=args.checkpoint, output=output / f"{stem}_buildings.tif",
-        vector=output / f"{stem}_buildings.gpkg", tile_size=args.tile_size, overlap=args.tile_size // 8,
+        args.scene,
+        checkpoint=args.checkpoint,
+        output=output / f"{stem}_buildings.tif",
+        vector=output / f"{stem}_buildings.gpkg",
+        tile_size=args.tile_size,
+        overlap=args.tile_size // 8,
     )[0]
 
     with rasterio.open(result.raster) as mask:
         classes = mask.read(1, masked=True)
         pixel_area = abs(mask.transform.a * mask.transform.e)
         print(f"{result.raster}: {mask.width} x {mask.height} px, CRS {mask.crs}, nodata {mask.nodata}")
-        print(f"building pixels: {int((classes == 1).sum())} ({float(np.mean(classes == 1)):.1%} of valid pixels), "
-              f"{float((classes == 1).sum()) * pixel_area:.0f} square CRS units")
+        print(
+            f"building pixels: {int((classes == 1).sum())} ({float(np.mean(classes == 1)):.1%} of valid pixels), "
+            f"{float((classes == 1).sum()) * pixel_area:.0f} square CRS units"
+        )
     polygons = geopandas.read_file(result.vector)
     print(f"{result.vector}: {len(polygons)} polygons, largest {polygons['area'].max():.0f} square CRS units")
 

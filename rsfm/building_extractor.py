@@ -124,7 +124,9 @@ class BuildingExtractor:
     def predict_raster(self, inputs: Any, output: Union[str, os.PathLike], **kwargs: Any) -> List[Any]:
         """Map whole GeoTIFF scenes: ``rsfm.predict_raster`` with this extractor's checkpoint."""
         if self.checkpoint is None:
-            raise ValueError("predict_raster needs the checkpoint file: create the extractor with BuildingExtractor.load")
+            raise ValueError(
+                "predict_raster needs the checkpoint file: create the extractor with BuildingExtractor.load"
+            )
         from rsfm.inference import predict_raster
 
         kwargs.setdefault("strict", self.strict)

@@ -1,8 +1,8 @@
 """``rsfm.SceneClassifier``: classify scene images with a trained checkpoint.
 
-    classifier = rsfm.SceneClassifier.load("runs/scene_quickstart/.../last.ckpt")
-    for prediction in classifier.predict(["a.jpg", "b.tif"]):
-        print(prediction.label, prediction.probability)
+classifier = rsfm.SceneClassifier.load("runs/scene_quickstart/.../last.ckpt")
+for prediction in classifier.predict(["a.jpg", "b.tif"]):
+    print(prediction.label, prediction.probability)
 """
 
 from __future__ import annotations

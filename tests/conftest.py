@@ -7,6 +7,8 @@ import torch
 
 from rsfm import _compat  # noqa: F401
 
+# isort: split
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 

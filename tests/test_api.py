@@ -19,7 +19,7 @@ def test_every_public_name_resolves():
         assert (value.__name__, value.__module__.split(".")[0]) == (name, "rsfm"), name
     assert "load_checkpoint" in dir(rsfm)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        rsfm.nope
+        _ = rsfm.nope
 
 
 def test_load_checkpoint_reads_variant_and_head_from_a_training_snapshot(tmp_path):

@@ -7,6 +7,8 @@ import torch
 
 from rsfm import _compat
 
+# isort: split
+
 
 def _greedy_nms(boxes, scores, threshold):
     order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))

@@ -113,7 +113,7 @@ def _check_shell_line(line: str):
     while words and re.match(r"^[A-Z_]+=", words[0]):
         words.pop(0)  # environment assignments
     if words and words[0] == "srun":
-        words = words[words.index("rsfm"):]
+        words = words[words.index("rsfm") :]
     if not words or line.startswith(INSTALL_STEPS):
         return
     if words[0] in ("rsfm", ".venv/bin/rsfm"):

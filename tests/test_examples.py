@@ -23,15 +23,27 @@ def _run(args, cwd):
 def test_finetune_then_classify(data_dir, tmp_path):
     aid = data_dir / "aid_150px"
     output = _run(
-        [REPO / "examples" / "finetune_scene.py", "--data", aid, "--epochs", "1", "--limit-batches", "2",
-         "--output", tmp_path / "run"],
+        [
+            REPO / "examples" / "finetune_scene.py",
+            "--data",
+            aid,
+            "--epochs",
+            "1",
+            "--limit-batches",
+            "2",
+            "--output",
+            tmp_path / "run",
+        ],
         cwd=tmp_path,
     )
     checkpoint = tmp_path / "run" / "scene.ckpt"
     confusion = Path(output.split("confusion matrix: ")[1].split()[0])
     assert checkpoint.is_file() and confusion.is_file() and confusion.with_suffix(".csv").is_file()
 
-    images = [aid / "Airport" / next(p.name for p in (aid / "Airport").iterdir()), aid / "Beach" / next(p.name for p in (aid / "Beach").iterdir())]
+    images = [
+        aid / "Airport" / next(p.name for p in (aid / "Airport").iterdir()),
+        aid / "Beach" / next(p.name for p in (aid / "Beach").iterdir()),
+    ]
     printed = _run([REPO / "examples" / "classify_images.py", checkpoint, *images, "--top", "2"], cwd=tmp_path)
     predictions = rsfm.SceneClassifier.load(checkpoint).predict([str(image) for image in images])
     expected = [
@@ -47,13 +59,23 @@ def building_checkpoint(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("buildings")
     data = rsfm.BuildingGeoDataModule(
-        images=str(SAMPLE / "sample_geotiff.tif"), labels=str(SAMPLE / "geotiff_labels.geojson"),
-        patch_size=128, length=8, batch_size=4,
+        images=str(SAMPLE / "sample_geotiff.tif"),
+        labels=str(SAMPLE / "geotiff_labels.geojson"),
+        patch_size=128,
+        length=8,
+        batch_size=4,
     )
     task = rsfm.BuildingSegmentationTask(backbone="vitaev2_tiny_test", in_chans=1, mean=[400.0], std=[150.0])
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         default_root_dir=folder,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        default_root_dir=folder,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=1,
+    )
     trainer.fit(task, data)
     trainer.save_checkpoint(folder / "buildings.ckpt")
     return folder / "buildings.ckpt"
@@ -61,8 +83,15 @@ def building_checkpoint(tmp_path_factory):
 
 def test_map_buildings(building_checkpoint, tmp_path):
     printed = _run(
-        [REPO / "examples" / "map_buildings.py", SAMPLE / "sample_geotiff.tif", building_checkpoint,
-         "--output", tmp_path / "out", "--tile-size", "256"],
+        [
+            REPO / "examples" / "map_buildings.py",
+            SAMPLE / "sample_geotiff.tif",
+            building_checkpoint,
+            "--output",
+            tmp_path / "out",
+            "--tile-size",
+            "256",
+        ],
         cwd=tmp_path,
     )
     mask_path = tmp_path / "out" / "sample_geotiff_buildings.tif"

@@ -45,6 +45,7 @@ def train(output: Path, epochs: int, seed: int = 0) -> Path:
     Normalisation statistics are the chip's own (raw uint16 units) and travel in the checkpoint.
     """
     from rsfm import _compat  # noqa: F401  (before lightning imports torchvision)
+    # isort: split
 
     import lightning.pytorch as pl
     import rasterio
@@ -72,7 +73,12 @@ def train(output: Path, epochs: int, seed: int = 0) -> Path:
         num_overlays=0,
     )
     datamodule = BuildingGeoDataModule(
-        str(IMAGE), str(FOOTPRINTS), val_fraction=0.2, patch_size=128, length=96, batch_size=8,
+        str(IMAGE),
+        str(FOOTPRINTS),
+        val_fraction=0.2,
+        patch_size=128,
+        length=96,
+        batch_size=8,
         scale_range=(0.8, 1.25),
     )
     trainer = pl.Trainer(
@@ -121,9 +127,13 @@ def draw_overview(image: Path, vector: Path, footprints: Path, destination: Path
     axes.set_ylim(bounds.bottom, bounds.top)
     axes.set_axis_off()
     axes.legend(
-        handles=[Line2D([], [], color="#ff7a00", linewidth=1.6, label=f"predicted ({len(predicted)} polygons)"),
-                 Line2D([], [], color="#00e5ff", linestyle="--", label=f"reference ({len(reference)} footprints)")],
-        loc="upper right", framealpha=0.85, fontsize=9,
+        handles=[
+            Line2D([], [], color="#ff7a00", linewidth=1.6, label=f"predicted ({len(predicted)} polygons)"),
+            Line2D([], [], color="#00e5ff", linestyle="--", label=f"reference ({len(reference)} footprints)"),
+        ],
+        loc="upper right",
+        framealpha=0.85,
+        fontsize=9,
     )
     score_text = ", ".join(f"{name} {value:.2f}" for name, value in scores.items())
     axes.set_title(f"rsfm predict-raster on SpaceNet Atlanta (0.5 m, {crs.to_string()})\n{score_text}", fontsize=10)
@@ -137,6 +147,7 @@ def draw_overview(image: Path, vector: Path, footprints: Path, destination: Path
 def pixel_scores(mask: Path, footprints: Path) -> Dict[str, float]:
     """IoU and F1 of the predicted building pixels against the rasterised reference footprints."""
     from rsfm import _compat  # noqa: F401  (before torchmetrics imports torchvision)
+    # isort: split
 
     import geopandas
     import rasterio
@@ -169,8 +180,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--retrain", action="store_true", help="train even if the folder holds a checkpoint")
     args = parser.parse_args(argv)
     if not (IMAGE.is_file() and FOOTPRINTS.is_file()):
-        parser.exit(2, f"rsfm demo: error: {SAMPLE_DIR}: sample not found; the demo reads it from a clone of the rsfm "
-                       "repository (datasets/samples/), installed with 'pip install -e .' (make install)\n")
+        parser.exit(
+            2,
+            f"rsfm demo: error: {SAMPLE_DIR}: sample not found; the demo reads it from a clone of the rsfm "
+            "repository (datasets/samples/), installed with 'pip install -e .' (make install)\n",
+        )
     started = time.perf_counter()
     args.output.mkdir(parents=True, exist_ok=True)
 
@@ -178,16 +192,37 @@ def main(argv: Optional[List[str]] = None) -> int:
     if checkpoint.is_file() and not args.retrain:
         _log(f"1/3 loading {checkpoint} (pass --retrain to train again)")
     else:
-        _log(f"1/3 training a small building model on {IMAGE.relative_to(REPO)} (read from the repository "
-             f"checkout {REPO}; {args.epochs} epochs)")
+        _log(
+            f"1/3 training a small building model on {IMAGE.relative_to(REPO)} (read from the repository "
+            f"checkout {REPO}; {args.epochs} epochs)"
+        )
         checkpoint = train(args.output, args.epochs)
 
     from rsfm.cli.predict_raster import main as predict_raster_command
 
     mask, vector = args.output / "buildings_mask.tif", args.output / "buildings.gpkg"
-    command = [str(IMAGE), "--checkpoint", str(checkpoint), "--output", str(mask), "--vector", str(vector),
-               "--tile-size", "256", "--overlap", "64", "--batch-size", "4", "--device", "cpu",
-               "--min-area", "4", "--simplify", "0.25", "--overwrite"]
+    command = [
+        str(IMAGE),
+        "--checkpoint",
+        str(checkpoint),
+        "--output",
+        str(mask),
+        "--vector",
+        str(vector),
+        "--tile-size",
+        "256",
+        "--overlap",
+        "64",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--min-area",
+        "4",
+        "--simplify",
+        "0.25",
+        "--overwrite",
+    ]
     _log("2/3 rsfm predict-raster " + " ".join(command))
     predict_raster_command(command)
 

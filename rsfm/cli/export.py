@@ -25,5 +25,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (OSError, ValueError) as error:  # the message names the file
         print(f"rsfm export-backbone: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {output}; load it with rsfm.create_model(<backbone>, checkpoint='{output}') or a task's backbone_checkpoint")
+    print(
+        f"wrote {output}; load it with rsfm.create_model(<backbone>, checkpoint='{output}') or a task's backbone_checkpoint"
+    )
     return 0

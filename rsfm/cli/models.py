@@ -11,6 +11,8 @@ def main(argv: List[str]) -> None:
     parser = argparse.ArgumentParser(prog="rsfm models", description=main.__doc__)
     parser.parse_args(argv)
     import rsfm.models  # noqa: F401  (shim first, then registers the family)
+
+    # isort: split
     import timm
 
     for name in timm.list_models("vitaev2*"):

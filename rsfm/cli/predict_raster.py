@@ -151,8 +151,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, OSError) as error:  # OSError: FileNotFoundError, rasterio's and rsfm's I/O errors
         parser.exit(2, f"rsfm predict-raster: error: {_one_line(error)}\n")
     except KeyboardInterrupt:
-        parser.exit(130, "rsfm predict-raster: interrupted; unfinished outputs are kept: run the same command "
-                         "with --resume to continue\n")
+        parser.exit(
+            130,
+            "rsfm predict-raster: interrupted; unfinished outputs are kept: run the same command "
+            "with --resume to continue\n",
+        )
     for result in results:
         state = "kept (already complete)" if result.skipped else "written"
         line = f"{result.input} -> {result.raster} {state}"

@@ -10,6 +10,8 @@ from typing import Any
 
 from rsfm import _compat  # noqa: F401  (must run before albumentations/lightning import torchvision)
 
+# isort: split
+
 _LAZY = {
     "BuildingTileDataModule": "rsfm.data.buildings",
     "BuildingTileDataset": "rsfm.data.buildings",

@@ -55,8 +55,7 @@ def read_image(path: Union[str, os.PathLike], bands: Optional[Sequence[int]] = N
 def _check_bands(path: Path, count: int, bands: Optional[Sequence[int]]) -> None:
     if bands is not None and (min(bands) < 1 or max(bands) > count):
         raise ImageReadError(
-            f"{path}: has {count} band(s), bands={list(bands)} asks for others "
-            "(band numbers start at 1)"
+            f"{path}: has {count} band(s), bands={list(bands)} asks for others (band numbers start at 1)"
         )
 
 

@@ -120,9 +120,11 @@ def _empty_class_folders(root: Path, images_in: Dict[Tuple[str, ...], int], labe
         for depth in range(len(levels) + 1):
             images_below[levels[:depth]] += count
     # label_level -1 names the folder holding the image, -2 its parent, ...
-    class_depths = {label_level} if label_level > 0 else {
-        len(levels) + label_level + 1 for levels, count in images_in.items() if count
-    }
+    class_depths = (
+        {label_level}
+        if label_level > 0
+        else {len(levels) + label_level + 1 for levels, count in images_in.items() if count}
+    )
     empty = {levels for levels, count in images_below.items() if count == 0 and len(levels) in class_depths}
     topmost = [levels for levels in empty if not any(levels[:depth] in empty for depth in range(len(levels)))]
     return sorted(root.joinpath(*levels) for levels in topmost)
@@ -171,10 +173,7 @@ def read_sample_list(
     if not lines:
         raise ValueError(f"{list_file}: the sample list is empty")
     is_csv = list_file.suffix.lower() == ".csv" or "," in lines[0][1]
-    rows = [
-        (number, next(csv.reader(io.StringIO(line))) if is_csv else line.split())
-        for number, line in lines
-    ]
+    rows = [(number, next(csv.reader(io.StringIO(line))) if is_csv else line.split()) for number, line in lines]
     path_column, label_column = 0, 1
     header = [field.strip().lower() for field in rows[0][1]]
     path_headers = [index for index, name in enumerate(header) if name in _PATH_HEADERS]
@@ -231,9 +230,7 @@ def shorten(items: Sequence[object], count: int = 10) -> str:
     return shown + (f" and {len(items) - count} more" if len(items) > count else "")
 
 
-def stratified_split(
-    samples: Sequence[Sample], fractions: Sequence[float], seed: int = 0
-) -> List[List[Sample]]:
+def stratified_split(samples: Sequence[Sample], fractions: Sequence[float], seed: int = 0) -> List[List[Sample]]:
     """Split samples class by class, e.g. the AID 2:8 protocol with ``fractions=(0.2, 0.8)``.
 
     Each class is sorted by path and shuffled with a generator seeded by ``seed`` and the class

@@ -23,10 +23,10 @@ from rsfm.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
 from rsfm.data.samples import (
     Sample,
-    shorten,
     index_class_folders,
     missing_files_problem,
     read_sample_list,
+    shorten,
     stratified_split,
 )
 from rsfm.data.stats import band_statistics
@@ -203,7 +203,9 @@ class SceneDataModule(LightningDataModule):
         if root is None and sample_list is None and train_list is None:
             raise ValueError("SceneDataModule needs root (class folders), sample_list or train_list")
         if train_list is not None and sample_list is not None:
-            raise ValueError("give either train_list (with val_list/test_list) or sample_list (split by ratio), not both")
+            raise ValueError(
+                "give either train_list (with val_list/test_list) or sample_list (split by ratio), not both"
+            )
         if (val_list is not None or test_list is not None) and train_list is None:
             raise ValueError("val_list/test_list need train_list as well")
         if len(split) != 3:
@@ -342,7 +344,9 @@ class SceneDataModule(LightningDataModule):
     def _eval_batch_size(self) -> int:
         return self.hparams.eval_batch_size or self.batch_size
 
-    def _loader(self, dataset: SceneDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
+    def _loader(
+        self, dataset: SceneDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False
+    ) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(
             dataset,
@@ -412,7 +416,7 @@ class SceneDataModule(LightningDataModule):
         per_split = {split: Counter(label for _, label in samples) for split, samples in named.items()}
         problems = []
         known = set(self._class_names)
-        for split, samples in named.items():
+        for split in named:
             unknown = sorted(set(per_split[split]) - known)
             if unknown:
                 listed = ", ".join(f"'{name}' ({per_split[split][name]} image(s))" for name in unknown[:10])

@@ -43,9 +43,7 @@ def building_train_transform(patch_size: int, scale_range: Sequence[float] = (1.
     if (low, high) != (1.0, 1.0):
         # albumentations expresses the zoom as an offset from 1
         steps.append(A.RandomScale(scale_limit=(low - 1.0, high - 1.0), p=1.0))
-    steps.append(
-        A.RandomCrop(patch_size, patch_size, pad_if_needed=True, fill=0, fill_mask=IGNORE_INDEX)
-    )
+    steps.append(A.RandomCrop(patch_size, patch_size, pad_if_needed=True, fill=0, fill_mask=IGNORE_INDEX))
     steps.append(A.SquareSymmetry(p=1.0))
     return A.Compose(steps)
 

@@ -33,7 +33,9 @@ def band_statistics(images: Iterable[np.ndarray]) -> Tuple[List[float], List[flo
             total = np.zeros_like(shift)
             total_sq = np.zeros_like(shift)
         elif pixels.shape[1] != shift.shape[0]:
-            raise ValueError(f"images have {shift.shape[0]} and {pixels.shape[1]} bands; statistics need one band count")
+            raise ValueError(
+                f"images have {shift.shape[0]} and {pixels.shape[1]} bands; statistics need one band count"
+            )
         centred = pixels - shift
         total += centred.sum(axis=0)
         total_sq += (centred * centred).sum(axis=0)

@@ -2,10 +2,12 @@
 resume, polygons, and the ``predict_raster`` pipeline."""
 
 from rsfm import _compat  # noqa: F401  (must run before lightning/timm import torchvision)
+
+# isort: split
+from rsfm.data.tiling import TileGrid
 from rsfm.inference.errors import InferenceIOError
 from rsfm.inference.outputs import NODATA, PROBABILITY_SCALE, OutputEncoding, OutputType
 from rsfm.inference.predict import PredictionResult, predict_raster
-from rsfm.data.tiling import TileGrid
 from rsfm.inference.vectorize import write_polygons
 
 __all__ = [

@@ -153,15 +153,15 @@ def _describe(
         if wrong:
             raise ValueError(f"{path}: has bands 1-{count}, band(s) {wrong} do not exist (fix --bands)")
     if len(chosen) != in_chans:
-        hint = f"use --bands to pick {in_chans} of bands 1-{count}" if count >= in_chans else (
-            f"the model needs {in_chans}-band imagery"
+        hint = (
+            f"use --bands to pick {in_chans} of bands 1-{count}"
+            if count >= in_chans
+            else (f"the model needs {in_chans}-band imagery")
         )
         raise ValueError(f"{path}: has {len(chosen)} band(s) to use, model expects {in_chans} ({hint})")
     dtype = np.dtype(dtypes[chosen[0] - 1])
     if any(np.dtype(dtypes[index - 1]) != dtype for index in chosen):
-        raise ValueError(
-            f"{path}: bands {list(chosen)} have different data types; pick bands of one type with --bands"
-        )
+        raise ValueError(f"{path}: bands {list(chosen)} have different data types; pick bands of one type with --bands")
     if dtype.kind not in "uif":
         raise ValueError(f"{path}: data type {dtype} is not supported (use integer or float bands)")
     return RasterInput(path, width, height, chosen, dtype.name, crs, transform, _read_sample(dataset, path, chosen))

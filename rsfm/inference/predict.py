@@ -22,15 +22,15 @@ import rasterio
 from affine import Affine
 from rasterio._err import CPLE_BaseError  # what rasterio raises for some GDAL errors; not exported elsewhere
 
+from rsfm.data.tiling import TileGrid
 from rsfm.inference.background import Prefetcher, Worker
 from rsfm.inference.blending import BlendAccumulator
 from rsfm.inference.errors import InferenceIOError, error_reason, write_fix
 from rsfm.inference.inputs import PathLike, RasterInput, check_input, expand_inputs
-from rsfm.inference.predictor import SEGMENTATION, Predictor
 from rsfm.inference.outputs import OutputEncoding, OutputType
+from rsfm.inference.predictor import SEGMENTATION, Predictor
 from rsfm.inference.reader import TileBatch, iter_tile_batches
 from rsfm.inference.resume import file_identity, temporary_path
-from rsfm.data.tiling import TileGrid
 from rsfm.inference.vectorize import partial_vector_path, vector_driver, vector_side_files, write_polygons
 from rsfm.inference.writer import OutputSpec, PartialRaster, cog_path, cog_side_files, partial_path, state_path
 
@@ -319,8 +319,16 @@ def _run_tiles(
 
     total = len(grid)
     done = first_row * grid.cols
-    bar = tqdm(total=total, initial=done, unit="tile", desc=job.source.path.name, disable=not progress,
-               position=position, dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(
+        total=total,
+        initial=done,
+        unit="tile",
+        desc=job.source.path.name,
+        disable=not progress,
+        position=position,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
     writer = Worker(write)
     try:
         with Prefetcher(lambda: iter_tile_batches(job.source, grid, batch_size, first_row)) as batches:
@@ -624,10 +632,14 @@ def predict_raster(
     overlap = int(overlap) if overlap is not None else min(64, tile_size // 4)
     batch_size = int(batch_size)
     fabric_precision = _check_options(tile_size, overlap, batch_size, device, precision)
-    sources = [check_input(path, model.in_chans, bands if bands is not None else model.contract.bands) for path in files]
+    sources = [
+        check_input(path, model.in_chans, bands if bands is not None else model.contract.bands) for path in files
+    ]
     vector_path = Path(vector) if vector is not None else None
     if vector_path is not None and model.kind != SEGMENTATION:
-        raise ValueError(f"{checkpoint}: polygons need a segmentation checkpoint; this one classifies scenes (drop --vector)")
+        raise ValueError(
+            f"{checkpoint}: polygons need a segmentation checkpoint; this one classifies scenes (drop --vector)"
+        )
     jobs, results = _plan_jobs(
         sources, Path(output), vector_path, checkpoint, resume=resume, overwrite=overwrite, cog=cog
     )

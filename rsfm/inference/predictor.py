@@ -98,7 +98,9 @@ class Predictor:
         """Tile side for tiled inference: the training image or patch size (512 when unknown)."""
         return int(self.contract.image_size or _FALLBACK_TILE_SIZE)
 
-    def to(self, device: Union[str, torch.device], autocast: Callable[[], ContextManager] = contextlib.nullcontext) -> "Predictor":
+    def to(
+        self, device: Union[str, torch.device], autocast: Callable[[], ContextManager] = contextlib.nullcontext
+    ) -> "Predictor":
         """Move to ``device``; ``autocast()`` wraps every forward (mixed precision)."""
         self.task.to(device)
         self._autocast = autocast
@@ -145,7 +147,9 @@ class Predictor:
         if valid is not None and not valid.all():
             pixels = np.where(valid[:, None], pixels, self._fill)
         if self._resize is not None:
-            pixels = np.stack([self._resize(image=image.transpose(1, 2, 0))["image"].transpose(2, 0, 1) for image in pixels])
+            pixels = np.stack(
+                [self._resize(image=image.transpose(1, 2, 0))["image"].transpose(2, 0, 1) for image in pixels]
+            )
         batch = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
         with self._autocast():
             logits = self.task.forward_raw(batch).float()

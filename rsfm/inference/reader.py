@@ -12,10 +12,9 @@ from rasterio._err import CPLE_BaseError  # what rasterio raises for some GDAL e
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
+from rsfm.data.tiling import TileGrid, reflect_pad
 from rsfm.inference.errors import InferenceIOError, error_reason
 from rsfm.inference.inputs import RasterInput
-from rsfm.data.tiling import TileGrid, reflect_pad
-
 
 # torch has no kernels for these; their values fit float32 well enough for a model input
 _TORCH_UNFRIENDLY = {"uint32", "int64", "uint64", "float64"}
@@ -58,9 +57,7 @@ def first_batch_tile(grid: TileGrid, batch_size: int, first_row: int) -> int:
     return (first_row * grid.cols // batch_size) * batch_size
 
 
-def iter_tile_batches(
-    source: RasterInput, grid: TileGrid, batch_size: int, first_row: int = 0
-) -> Iterator[TileBatch]:
+def iter_tile_batches(source: RasterInput, grid: TileGrid, batch_size: int, first_row: int = 0) -> Iterator[TileBatch]:
     """Read the tiles of ``grid`` in batches, from the batch holding tile row ``first_row``.
 
     A batch takes ``batch_size`` consecutive tiles in row-major order (across row ends);
@@ -100,8 +97,9 @@ def _read_tile_batches(source: RasterInput, grid: TileGrid, batch_size: int, fir
                 first_col = first - row * cols if row == first // cols else 0
                 last_col = last - row * cols if row == last // cols else cols - 1
                 top, left = row * stride, first_col * stride
-                window = Window(left, top, min(last_col * stride + size, grid.width) - left,
-                                min(size, grid.height - top))
+                window = Window(
+                    left, top, min(last_col * stride + size, grid.width) - left, min(size, grid.height - top)
+                )
                 data = dataset.read(source.bands, window=window)
                 valid = read_valid_mask(dataset, source.bands, window)
                 if floating:

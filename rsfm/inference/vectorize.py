@@ -160,7 +160,9 @@ def iter_polygons(
                     ident = int(value)
                     groups.add(
                         first_id + ident,
-                        _Group(class_of[ident], [shape(geometry)], float(probability_sums[ident]), int(pixel_counts[ident])),
+                        _Group(
+                            class_of[ident], [shape(geometry)], float(probability_sums[ident]), int(pixel_counts[ident])
+                        ),
                     )
             top_ids = np.where(local[0] > 0, local[0].astype(np.int64) + first_id, 0)
             bottom_ids = np.where(local[-1] > 0, local[-1].astype(np.int64) + first_id, 0)

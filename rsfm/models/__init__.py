@@ -4,6 +4,8 @@ Task checkpoints are the task layer's (``rsfm.tasks.load_task``); ``rsfm.load_ch
 loads either kind."""
 
 from rsfm import _compat  # noqa: F401  (must run before timm imports torchvision)
+
+# isort: split
 from rsfm.models.checkpoint import load_checkpoint_file
 from rsfm.models.factory import create_model, load_backbone
 from rsfm.models.upernet import SegmentationModel, UperNetDecoder

@@ -55,9 +55,7 @@ class PyramidPoolingModule(nn.Module):
             )
             for scale in pool_scales
         )
-        self.bottleneck = ConvNormAct(
-            in_channels + len(pool_scales) * channels, channels, 3, norm_layer=norm_layer
-        )
+        self.bottleneck = ConvNormAct(in_channels + len(pool_scales) * channels, channels, 3, norm_layer=norm_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
@@ -98,12 +96,8 @@ class UperNetDecoder(nn.Module):
         self.out_channels = channels
         *fine_channels, coarsest_channels = self.encoder_channels
         self.ppm = PyramidPoolingModule(coarsest_channels, channels, pool_scales, norm_layer)
-        self.lateral_convs = nn.ModuleList(
-            ConvNormAct(c, channels, 1, norm_layer=norm_layer) for c in fine_channels
-        )
-        self.fpn_convs = nn.ModuleList(
-            ConvNormAct(channels, channels, 3, norm_layer=norm_layer) for _ in fine_channels
-        )
+        self.lateral_convs = nn.ModuleList(ConvNormAct(c, channels, 1, norm_layer=norm_layer) for c in fine_channels)
+        self.fpn_convs = nn.ModuleList(ConvNormAct(channels, channels, 3, norm_layer=norm_layer) for _ in fine_channels)
         self.fuse = ConvNormAct(len(self.encoder_channels) * channels, channels, 3, norm_layer=norm_layer)
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -138,9 +132,7 @@ def _stage_of_parameters(backbone: nn.Module) -> Tuple[Dict[str, int], int]:
     stage_of, current = {}, 0
     for name, _ in backbone.named_parameters():
         dotted = "." + name
-        inside = [
-            i for i, names in enumerate(spellings) if any(f".{spelled}." in dotted for spelled in names)
-        ]
+        inside = [i for i, names in enumerate(spellings) if any(f".{spelled}." in dotted for spelled in names)]
         if inside:
             current = inside[0]
         stage_of[name] = min(current, len(modules) - 1)

@@ -27,9 +27,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.utils.checkpoint import checkpoint
-
 from timm.layers import DropPath, Mlp, trunc_normal_
 from timm.models import (
     adapt_input_conv,
@@ -40,6 +37,8 @@ from timm.models import (
     register_notrace_module,
     resolve_pretrained_cfg,
 )
+from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 __all__ = [
     "ViTAEv2",
@@ -168,9 +167,7 @@ class Attention(nn.Module):
         batch, tokens, _ = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0
-        )
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
         out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(batch, tokens, self.out_dim)))
         if self.value_residual:
             out = out + v.transpose(1, 2).reshape(batch, tokens, self.out_dim)
@@ -184,9 +181,7 @@ class ParallelConvModule(nn.Module):
     ``chans`` are the widths (input, after conv1, after conv2, output).
     """
 
-    def __init__(
-        self, chans: Sequence[int], groups: int, strides: Sequence[int] = (1, 1, 1)
-    ) -> None:
+    def __init__(self, chans: Sequence[int], groups: int, strides: Sequence[int] = (1, 1, 1)) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(chans[0], chans[1], 3, strides[0], 1, groups=groups)
         self.bn1 = nn.BatchNorm2d(chans[1])
@@ -370,9 +365,7 @@ class ViTAEv2Stage(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
-def _stage_indices(
-    num_stages: int, indices: Optional[Union[int, Sequence[int]]]
-) -> Tuple[List[int], int]:
+def _stage_indices(num_stages: int, indices: Optional[Union[int, Sequence[int]]]) -> Tuple[List[int], int]:
     """Stages selected by timm's ``indices`` argument, and the last one of them.
 
     ``None`` selects every stage, an int ``n`` the last ``n``, a sequence those stages
@@ -516,9 +509,7 @@ class ViTAEv2(nn.Module):
             ]
             stages.append(ViTAEv2Stage(cell, blocks))
             reduction *= per_stage["downsample_ratios"][i]
-            self.feature_info.append(
-                dict(num_chs=embed_dims[i], reduction=reduction, module=f"stages.{i}")
-            )
+            self.feature_info.append(dict(num_chs=embed_dims[i], reduction=reduction, module=f"stages.{i}"))
             stage_in = embed_dims[i]
         self.stages = nn.Sequential(*stages)
         self.head_drop = nn.Dropout(drop_rate)
@@ -871,9 +862,7 @@ def _create_vitaev2(variant: str, pretrained: bool = False, **kwargs: Any) -> Vi
     return model
 
 
-def _read_feature_list_keys(
-    module: nn.Module, state_dict: Dict[str, Any], prefix: str, *args: Any
-) -> None:
+def _read_feature_list_keys(module: nn.Module, state_dict: Dict[str, Any], prefix: str, *args: Any) -> None:
     """Let a ``features_only`` model load state dicts saved by rsfm 0.1.
 
     rsfm 0.1 wrapped the backbone in timm's FeatureListNet (``stages_0.``...); the getter
@@ -945,8 +934,7 @@ def infer_variant(state_dict: Dict[str, Any]) -> str:
         if tuple(widths) == tuple(args["embed_dims"]) and tuple(depths) == tuple(args["depths"]):
             return name
     raise ValueError(
-        f"no registered ViTAEv2 variant has stage widths {widths} and depths {depths}; "
-        f"known: {', '.join(VARIANTS)}"
+        f"no registered ViTAEv2 variant has stage widths {widths} and depths {depths}; known: {', '.join(VARIANTS)}"
     )
 
 

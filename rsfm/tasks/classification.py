@@ -28,8 +28,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from rsfm.models.factory import create_model
 from rsfm.tasks.base import BaseTask, _short, register_task
-from rsfm.tasks.contract import CLASSIFICATION
 from rsfm.tasks.confusion import save_confusion_matrix
+from rsfm.tasks.contract import CLASSIFICATION
 
 __all__ = ["SceneClassificationTask"]
 
@@ -224,7 +224,9 @@ class SceneClassificationTask(BaseTask):
         Outside training the EMA weights are used when ``ema_decay`` is set.
         """
         if self.model is None:
-            raise RuntimeError("the model is not built yet: give class_names, in_chans, mean and std, or fit with a datamodule")
+            raise RuntimeError(
+                "the model is not built yet: give class_names, in_chans, mean and std, or fit with a datamodule"
+            )
         model = self.model_ema.module if self.model_ema is not None and not self.training else self.model
         return model(self.normalize(images))
 
@@ -245,7 +247,9 @@ class SceneClassificationTask(BaseTask):
             targets = mixup_target(labels, self.num_classes, smoothing=self.hparams.label_smoothing)
         loss = self.train_loss(self.model(inputs), targets)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
-        self.log("train/lr", max(group["lr"] for group in self.trainer.optimizers[0].param_groups), batch_size=len(images))
+        self.log(
+            "train/lr", max(group["lr"] for group in self.trainer.optimizers[0].param_groups), batch_size=len(images)
+        )
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -332,8 +336,9 @@ class SceneClassificationTask(BaseTask):
 
     def _effective_batch_size(self) -> int:
         loader = self.trainer.train_dataloader
-        batch = getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+        batch = getattr(loader, "batch_size", None) or getattr(
+            getattr(loader, "batch_sampler", None), "batch_size", None
+        )
         if batch is None:
             raise ValueError("cannot read the training batch size for lr scaling; set lr_batch_size=null and give lr")
         return batch * self.trainer.accumulate_grad_batches * self.trainer.world_size
-

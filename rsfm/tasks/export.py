@@ -38,9 +38,7 @@ def backbone_state_dict(task: BaseTask, use_ema: bool = True) -> Dict[str, torch
     return {key: value.detach().cpu().clone().contiguous() for key, value in weights.items()}
 
 
-def export_backbone(
-    checkpoint: Union[str, os.PathLike], output: Union[str, os.PathLike], use_ema: bool = True
-) -> Path:
+def export_backbone(checkpoint: Union[str, os.PathLike], output: Union[str, os.PathLike], use_ema: bool = True) -> Path:
     """Write the backbone of a task checkpoint as a plain state dict.
 
     Args:

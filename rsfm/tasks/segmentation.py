@@ -170,8 +170,10 @@ class BuildingSegmentationTask(BaseTask):
     def validation_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> None:
         probabilities = self._evaluation_step(batch, "val", self.val_metrics)
         # fast_dev_run suppresses logging; the sanity check's untrained predictions say nothing
-        if batch_idx == 0 and self.hparams.num_overlays > 0 and not (
-            self.trainer.sanity_checking or self.trainer.fast_dev_run
+        if (
+            batch_idx == 0
+            and self.hparams.num_overlays > 0
+            and not (self.trainer.sanity_checking or self.trainer.fast_dev_run)
         ):
             self._save_overlays(batch, probabilities)
 

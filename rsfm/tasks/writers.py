@@ -66,7 +66,9 @@ class ScenePredictionWriter(BasePredictionWriter):
         with open(self._partial, "a", newline="") as handle:
             writer = csv.writer(handle)
             for path, label, values, indices in zip(prediction["path"], labels, top.values, top.indices):
-                ranked = ";".join(f"{names[index]}:{value:.4f}" for value, index in zip(values.tolist(), indices.tolist()))
+                ranked = ";".join(
+                    f"{names[index]}:{value:.4f}" for value, index in zip(values.tolist(), indices.tolist())
+                )
                 true = names[label] if label >= 0 else ""
                 writer.writerow([path, names[int(indices[0])], f"{float(values[0]):.4f}", true, ranked])
 
@@ -83,9 +85,12 @@ def _refuse_inputs(outputs: Sequence[Path], datamodule: Any) -> None:
     dataset = (getattr(datamodule, "datasets", None) or {}).get("predict")
     images = {os.path.abspath(path) for path, _ in getattr(dataset, "samples", [])}
     for output in outputs:
-        victims = [source for source in lists if output.resolve() == source.resolve() or (
-            output.exists() and source.exists() and os.path.samefile(output, source)
-        )]
+        victims = [
+            source
+            for source in lists
+            if output.resolve() == source.resolve()
+            or (output.exists() and source.exists() and os.path.samefile(output, source))
+        ]
         victims += [Path(path) for path in {os.path.abspath(output), str(output.resolve())} & images]
         if victims:
             raise ValueError(f"{output}: would overwrite the input {victims[0]}; choose another output_dir")

@@ -18,8 +18,14 @@ WEST, NORTH, RES = 733600.0, 3725140.0, 1.0  # EPSG:32616 (UTM 16N, Atlanta), 1 
 def _write_geotiff(path, data: np.ndarray, crs: str = "EPSG:32616", nodata=None) -> None:
     count, height, width = data.shape
     profile = dict(
-        driver="GTiff", width=width, height=height, count=count, dtype=data.dtype.name,
-        crs=crs, transform=from_origin(WEST, NORTH, RES, RES), nodata=nodata,
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=count,
+        dtype=data.dtype.name,
+        crs=crs,
+        transform=from_origin(WEST, NORTH, RES, RES),
+        nodata=nodata,
     )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
@@ -39,10 +45,16 @@ def scene(tmp_path):
     footprints = {
         "type": "FeatureCollection",
         "features": [
-            {"type": "Feature", "properties": {},
-             "geometry": {"type": "Polygon", "coordinates": [_pixel_box_lonlat(0, 6, 0, 10)]}},
-            {"type": "Feature", "properties": {},
-             "geometry": {"type": "Polygon", "coordinates": [_pixel_box_lonlat(20, 32, 26, 32)]}},
+            {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {"type": "Polygon", "coordinates": [_pixel_box_lonlat(0, 6, 0, 10)]},
+            },
+            {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {"type": "Polygon", "coordinates": [_pixel_box_lonlat(20, 32, 26, 32)]},
+            },
         ],
     }
     (tmp_path / "buildings.geojson").write_text(json.dumps(footprints))
@@ -86,17 +98,21 @@ def test_mask_raster_nodata_becomes_ignore_and_any_building_value_counts(tmp_pat
 
     inria_style = np.where(labels == 1, 255, 0).astype(np.uint8)  # 0/255, no nodata
     _write_geotiff(tmp_path / "mask.tif", inria_style)
-    mask = building_geo_dataset(tmp_path / "image.tif", tmp_path / "mask.tif")[
-        WEST : WEST + 32, NORTH - 32 : NORTH
-    ]["mask"].numpy()
+    mask = building_geo_dataset(tmp_path / "image.tif", tmp_path / "mask.tif")[WEST : WEST + 32, NORTH - 32 : NORTH][
+        "mask"
+    ].numpy()
     assert set(np.unique(mask).tolist()) == {0, 1} and mask.sum() == 64
 
 
 def test_datamodule_holds_out_the_east_for_validation(scene) -> None:
     folder, _ = scene
     datamodule = BuildingGeoDataModule(
-        str(folder / "image.tif"), str(folder / "buildings.geojson"),
-        val_fraction=0.25, patch_size=8, length=12, batch_size=4,
+        str(folder / "image.tif"),
+        str(folder / "buildings.geojson"),
+        val_fraction=0.25,
+        patch_size=8,
+        length=12,
+        batch_size=4,
     )
     datamodule.setup("fit")
     cut = WEST + 24 * RES
@@ -115,8 +131,19 @@ def test_datamodule_holds_out_the_east_for_validation(scene) -> None:
 
 def test_images_and_labels_that_do_not_overlap(tmp_path, scene) -> None:
     folder, _ = scene
-    far = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": {
-        "type": "Polygon", "coordinates": [[[0, 0], [0.001, 0], [0.001, 0.001], [0, 0.001], [0, 0]]]}}]}
+    far = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[0, 0], [0.001, 0], [0.001, 0.001], [0, 0.001], [0, 0]]],
+                },
+            }
+        ],
+    }
     (tmp_path / "far.geojson").write_text(json.dumps(far))
     with pytest.raises(RuntimeError, match="do not overlap"):
         building_geo_dataset(folder / "image.tif", tmp_path / "far.geojson")
@@ -125,8 +152,11 @@ def test_images_and_labels_that_do_not_overlap(tmp_path, scene) -> None:
 def test_spacenet_sample_through_the_datamodule(data_dir) -> None:
     folder = data_dir / "geotiff" / "spacenet_atlanta"
     datamodule = BuildingGeoDataModule(
-        str(folder / "sample_geotiff.tif"), str(folder / "geotiff_labels.geojson"),
-        val_fraction=0.3, patch_size=256, batch_size=2,
+        str(folder / "sample_geotiff.tif"),
+        str(folder / "geotiff_labels.geojson"),
+        val_fraction=0.3,
+        patch_size=256,
+        batch_size=2,
     )
     datamodule.setup("fit")
     masks = np.concatenate([b["mask"].numpy().ravel() for b in datamodule.val_dataloader()])

@@ -229,7 +229,12 @@ MILLIONAID_TREE = {
         "religious_land": ["church"],
         "special_land": ["cemetery"],
         "sports_land": [
-            "basketball_court", "tennis_court", "baseball_field", "ground_track_field", "golf_course", "stadium"
+            "basketball_court",
+            "tennis_court",
+            "baseball_field",
+            "ground_track_field",
+            "golf_course",
+            "stadium",
         ],
     },
     "residential_land": {"apartment": [], "detached_house": [], "mobile_home_park": []},

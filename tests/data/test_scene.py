@@ -31,8 +31,15 @@ def _write_geotiff(path: Path, data: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     count, height, width = data.shape
     with rasterio.open(
-        path, "w", driver="GTiff", width=width, height=height, count=count, dtype=data.dtype,
-        crs="EPSG:32650", transform=Affine(10, 0, 500000, 0, -10, 2800000),
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=count,
+        dtype=data.dtype,
+        crs="EPSG:32650",
+        transform=Affine(10, 0, 500000, 0, -10, 2800000),
     ) as dataset:
         dataset.write(data)
 
@@ -132,7 +139,9 @@ def test_multiband_uint16_geotiffs_with_computed_statistics_and_band_choice(tmp_
     images = {}
     for class_name, level in (("cropland", 1000), ("urban", 9000)):
         for index in range(4):
-            data = (rng.integers(0, 3000, size=(5, 20, 24)) + level + 100 * np.arange(5)[:, None, None]).astype(np.uint16)
+            data = (rng.integers(0, 3000, size=(5, 20, 24)) + level + 100 * np.arange(5)[:, None, None]).astype(
+                np.uint16
+            )
             path = tmp_path / "scenes" / class_name / f"{index}.tif"
             _write_geotiff(path, data)
             images[path] = data
@@ -150,8 +159,13 @@ def test_multiband_uint16_geotiffs_with_computed_statistics_and_band_choice(tmp_
     assert float(batch["image"].max()) > 255  # raw uint16 units, not rescaled to 8 bits
 
     chosen = SceneDataModule(
-        root=str(tmp_path / "scenes"), split=[0.5, 0.0, 0.5], bands=[3, 1], image_size=24,
-        mean=[0.0, 0.0], std=[1.0, 1.0], num_workers=0,
+        root=str(tmp_path / "scenes"),
+        split=[0.5, 0.0, 0.5],
+        bands=[3, 1],
+        image_size=24,
+        mean=[0.0, 0.0],
+        std=[1.0, 1.0],
+        num_workers=0,
     )
     chosen.setup("test")
     item = chosen.datasets["test"][0]
@@ -198,7 +212,9 @@ def test_unreadable_file_fails_with_its_name_or_is_skipped_and_counted(tmp_path)
             _write_png(root / class_name / f"{index}.png", 10 * index)
     broken = root / "b" / "1.png"
     broken.write_bytes(broken.read_bytes()[:40])  # truncated PNG
-    arguments = dict(root=str(root), split=[1.0, 0.0, 0.0], image_size=8, batch_size=6, mean=[0.0] * 3, std=[1.0] * 3, num_workers=0)
+    arguments = dict(
+        root=str(root), split=[1.0, 0.0, 0.0], image_size=8, batch_size=6, mean=[0.0] * 3, std=[1.0] * 3, num_workers=0
+    )
 
     strict = SceneDataModule(**arguments)
     with pytest.raises(ImageReadError, match=r"b/1\.png: cannot read image .*set skip_bad_files=True"):

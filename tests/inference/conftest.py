@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from inference_helpers import BrightnessTask, ConvSegmentationTask, ScenePoolTask, save_with_trainer
 
 

@@ -11,6 +11,8 @@ from typing import Any, Dict, Optional, Sequence
 
 from rsfm import _compat  # noqa: F401  (before lightning imports torchvision)
 
+# isort: split
+
 import lightning.pytorch as pl
 import numpy as np
 import rasterio
@@ -148,7 +150,7 @@ def write_raster(
     path: Path,
     data: np.ndarray,
     crs: Optional[str] = "EPSG:32616",
-    transform: Affine = Affine(0.5, 0, 733600.0, 0, -0.5, 3725000.0),
+    transform: Affine = Affine(0.5, 0, 733600.0, 0, -0.5, 3725000.0),  # noqa: B008  (immutable)
     nodata: Optional[float] = None,
     tiled: bool = True,
     photometric: Optional[str] = "minisblack",
@@ -157,8 +159,15 @@ def write_raster(
     so that GDAL does not take a 4th uint8 band for alpha; ``photometric=None`` lets GDAL
     choose (RGBA for four uint8 bands)."""
     profile = dict(
-        driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype.name,
-        crs=CRS.from_user_input(crs) if crs else None, transform=transform, nodata=nodata, compress="deflate",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype.name,
+        crs=CRS.from_user_input(crs) if crs else None,
+        transform=transform,
+        nodata=nodata,
+        compress="deflate",
     )
     if photometric is not None:
         profile["photometric"] = photometric
@@ -169,7 +178,9 @@ def write_raster(
     return path
 
 
-def smooth_image(bands: int, height: int, width: int, seed: int = 0, dtype: str = "uint8", scale: float = 255.0) -> np.ndarray:
+def smooth_image(
+    bands: int, height: int, width: int, seed: int = 0, dtype: str = "uint8", scale: float = 255.0
+) -> np.ndarray:
     """Blobby test imagery: a few Gaussian bumps per band plus noise."""
     rng = np.random.default_rng(seed)
     rows, cols = np.mgrid[0:height, 0:width]

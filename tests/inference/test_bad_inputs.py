@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from inference_helpers import smooth_image, write_raster
+
 from rsfm import predict_raster
 
 FAST = dict(tile_size=64, overlap=16, progress=False)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from rsfm.inference.blending import BlendAccumulator
 from rsfm.data.tiling import TileGrid
+from rsfm.inference.blending import BlendAccumulator
 
 
 def _run(grid, predict, channels=1):

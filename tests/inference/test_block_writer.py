@@ -4,16 +4,17 @@ import numpy as np
 import rasterio
 from affine import Affine
 
+from rsfm.data.tiling import TileGrid
 from rsfm.inference.blending import BlendAccumulator
 from rsfm.inference.outputs import OutputEncoding, OutputType
-from rsfm.data.tiling import TileGrid
 from rsfm.inference.writer import OutputSpec, PartialRaster
 
 
 def _spec(width, height):
     encoding = OutputEncoding(OutputType.PROBABILITIES, 1, ["building"])
-    return OutputSpec(width, height, encoding.count, None, Affine.identity(), encoding.descriptions, encoding.scales,
-                      block_size=64)
+    return OutputSpec(
+        width, height, encoding.count, None, Affine.identity(), encoding.descriptions, encoding.scales, block_size=64
+    )
 
 
 def test_blocks_are_written_once_complete_and_memory_stays_bounded(tmp_path):
@@ -29,10 +30,14 @@ def test_blocks_are_written_once_complete_and_memory_stays_bounded(tmp_path):
         for row in range(grid.rows):
             for col in range(grid.cols):
                 value = np.float32(rng.integers(0, 255) / 254)
-                for region in accumulator.add(row, col, np.full((1, 96, 96), value, np.float32), np.ones((96, 96), bool)):
+                for region in accumulator.add(
+                    row, col, np.full((1, 96, 96), value, np.float32), np.ones((96, 96), bool)
+                ):
                     encoded = np.rint(region.values * 254).astype(np.uint8)
                     rows, cols = region.valid.shape
-                    expected[region.row_off : region.row_off + rows, region.col_off : region.col_off + cols] = encoded[0]
+                    expected[region.row_off : region.row_off + rows, region.col_off : region.col_off + cols] = encoded[
+                        0
+                    ]
                     partial.write(region.row_off, region.col_off, encoded)
                     peak_blocks = max(peak_blocks, partial.buffered_blocks)
         assert partial.complete

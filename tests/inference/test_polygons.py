@@ -7,9 +7,9 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
+from inference_helpers import write_raster
 from shapely.geometry import box
 
-from inference_helpers import write_raster
 from rsfm import predict_raster
 from rsfm.inference import OutputEncoding, OutputType, write_polygons
 
@@ -37,8 +37,9 @@ def _pixel_box(row0, col0, row1, col1):
 def test_buildings_across_tile_borders_are_one_polygon(tmp_path, brightness_checkpoint, suffix):
     source = _scene_with_buildings(tmp_path)
     vector = tmp_path / f"buildings{suffix}"
-    results = predict_raster(source, brightness_checkpoint, tmp_path / "mask.tif", vector=vector,
-                             tile_size=64, overlap=16, progress=False)
+    results = predict_raster(
+        source, brightness_checkpoint, tmp_path / "mask.tif", vector=vector, tile_size=64, overlap=16, progress=False
+    )
     assert results[0].polygons == 3
     frame = geopandas.read_file(vector)
     assert frame.crs.to_epsg() == 32616
@@ -67,8 +68,17 @@ def test_buildings_across_tile_borders_are_one_polygon(tmp_path, brightness_chec
 def test_min_area_and_simplify(tmp_path, brightness_checkpoint):
     source = _scene_with_buildings(tmp_path)
     vector = tmp_path / "big.gpkg"
-    predict_raster(source, brightness_checkpoint, tmp_path / "mask.tif", vector=vector, tile_size=64, overlap=16,
-                   min_area=500.0, simplify=1.0, progress=False)
+    predict_raster(
+        source,
+        brightness_checkpoint,
+        tmp_path / "mask.tif",
+        vector=vector,
+        tile_size=64,
+        overlap=16,
+        min_area=500.0,
+        simplify=1.0,
+        progress=False,
+    )
     frame = geopandas.read_file(vector)
     assert len(frame) == 2  # the 10 x 20 m building (200 m²) is dropped
     assert (frame["area"] >= 500).all()
@@ -93,8 +103,11 @@ def test_streamed_polygons_equal_whole_raster_polygons_on_spacenet(tmp_path, dat
     assert len(whole) > 20
     with rasterio.open(raster) as dataset:
         classes = dataset.read(1)
-    cut = sum(1 for geometry in whole.geometry
-              if len({int((dataset.transform.f - y) / 0.5) // 37 for y in geometry.exterior.xy[1]}) > 1)
+    cut = sum(
+        1
+        for geometry in whole.geometry
+        if len({int((dataset.transform.f - y) / 0.5) // 37 for y in geometry.exterior.xy[1]}) > 1
+    )
     assert cut > 5  # the chunk borders really cut polygons
     assert len(streamed) == len(whole)
     for first, second in zip(whole.geometry, streamed.geometry):

@@ -1,18 +1,16 @@
 """predict_raster end to end on GeoTIFFs written here and on the shared real rasters."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-
 from inference_helpers import smooth_image, write_raster
+
 from rsfm import predict_raster
-from rsfm.inference import NODATA
-from rsfm.inference.predictor import Predictor
-from rsfm.inference.outputs import scale_probability
 from rsfm.data.tiling import TileGrid
+from rsfm.inference import NODATA
+from rsfm.inference.outputs import scale_probability
+from rsfm.inference.predictor import Predictor
 
 FAST = dict(progress=False)
 
@@ -36,8 +34,9 @@ def test_tiled_equals_whole_image(tmp_path, conv_checkpoint, size):
     image = smooth_image(3, *size)
     source = write_raster(tmp_path / "scene.tif", image)
     output = tmp_path / "probability.tif"
-    predict_raster(source, conv_checkpoint, output, tile_size=128, overlap=32, batch_size=3,
-                   output_type="probabilities", **FAST)
+    predict_raster(
+        source, conv_checkpoint, output, tile_size=128, overlap=32, batch_size=3, output_type="probabilities", **FAST
+    )
     with rasterio.open(output) as dataset:
         assert (dataset.height, dataset.width) == size
         tiled = dataset.read(1)
@@ -129,16 +128,24 @@ def test_several_inputs_list_glob_and_directory(tmp_path, conv_checkpoint):
         write_raster(folder / f"scene_{index}.tif", smooth_image(3, 70 + 10 * index, 80, seed=index))
     (folder / "notes.txt").write_text("not a raster")
     by_directory = predict_raster(folder, conv_checkpoint, tmp_path / "a", tile_size=64, overlap=16, **FAST)
-    by_glob = predict_raster(str(folder / "scene_*.tif"), conv_checkpoint, tmp_path / "b", tile_size=64, overlap=16, **FAST)
+    by_glob = predict_raster(
+        str(folder / "scene_*.tif"), conv_checkpoint, tmp_path / "b", tile_size=64, overlap=16, **FAST
+    )
     by_list = predict_raster(
-        [folder / "scene_2.tif", folder / "scene_0.tif"], conv_checkpoint, tmp_path / "c", tile_size=64, overlap=16, **FAST
+        [folder / "scene_2.tif", folder / "scene_0.tif"],
+        conv_checkpoint,
+        tmp_path / "c",
+        tile_size=64,
+        overlap=16,
+        **FAST,
     )
     assert [result.raster.name for result in by_directory] == ["scene_0.tif", "scene_1.tif", "scene_2.tif"]
     assert len(by_glob) == 3 and [result.raster.name for result in by_list] == ["scene_2.tif", "scene_0.tif"]
     for index in range(3):
-        with rasterio.open(tmp_path / "a" / f"scene_{index}.tif") as first, rasterio.open(
-            tmp_path / "b" / f"scene_{index}.tif"
-        ) as second:
+        with (
+            rasterio.open(tmp_path / "a" / f"scene_{index}.tif") as first,
+            rasterio.open(tmp_path / "b" / f"scene_{index}.tif") as second,
+        ):
             assert first.height == 70 + 10 * index
             np.testing.assert_array_equal(first.read(), second.read())
 
@@ -247,8 +254,16 @@ def test_xiamen_mosaic_internal_mask_and_sparse_blocks(tmp_path, data_dir, conv_
     source = data_dir / "xiamen_buildings" / "mosaic_trainval_rgb.tif"
     output = tmp_path / "xiamen.tif"
     done = []
-    predict_raster(source, conv_checkpoint, output, tile_size=512, overlap=64, batch_size=8,
-                   progress_callback=lambda path, tiles, total: done.append((tiles, total)), **FAST)
+    predict_raster(
+        source,
+        conv_checkpoint,
+        output,
+        tile_size=512,
+        overlap=64,
+        batch_size=8,
+        progress_callback=lambda path, tiles, total: done.append((tiles, total)),
+        **FAST,
+    )
     valid = _assert_same_grid_and_mask(source, output)
     assert abs(valid.mean() - 0.705) < 0.005
     assert done[-1][0] == done[-1][1]

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
 from inference_helpers import smooth_image, write_raster
+
 from rsfm.cli import main
 
 HELPERS = Path(__file__).resolve().parent
@@ -25,11 +25,29 @@ def test_command_writes_raster_and_polygons(tmp_path, brightness_checkpoint, cap
     image = np.full((1, 150, 160), 200, dtype=np.uint16)
     image[0, 20:120, 30:140] = 900
     source = write_raster(tmp_path / "pan.tif", image)
-    status = main([
-        "predict-raster", str(source), "--checkpoint", str(brightness_checkpoint), "--output", str(tmp_path / "mask.tif"),
-        "--vector", str(tmp_path / "buildings.geojson"), "--tile-size", "64", "--overlap", "16", "--batch-size", "2",
-        "--device", "cpu", "--precision", "32", "--quiet",
-    ])
+    status = main(
+        [
+            "predict-raster",
+            str(source),
+            "--checkpoint",
+            str(brightness_checkpoint),
+            "--output",
+            str(tmp_path / "mask.tif"),
+            "--vector",
+            str(tmp_path / "buildings.geojson"),
+            "--tile-size",
+            "64",
+            "--overlap",
+            "16",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+            "--precision",
+            "32",
+            "--quiet",
+        ]
+    )
     assert status == 0
     out = capsys.readouterr().out
     assert "1 polygons" in out and "mask.tif written" in out
@@ -39,8 +57,16 @@ def test_command_writes_raster_and_polygons(tmp_path, brightness_checkpoint, cap
 
 def test_command_reports_bad_input_in_one_line(tmp_path, conv_checkpoint, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["predict-raster", str(tmp_path / "absent.tif"), "--checkpoint", str(conv_checkpoint),
-              "--output", str(tmp_path / "out.tif")])
+        main(
+            [
+                "predict-raster",
+                str(tmp_path / "absent.tif"),
+                "--checkpoint",
+                str(conv_checkpoint),
+                "--output",
+                str(tmp_path / "out.tif"),
+            ]
+        )
     assert exit_info.value.code == 2
     assert "absent.tif: file not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -69,12 +95,27 @@ def test_two_processes_share_the_files(tmp_path, conv_checkpoint):
     script = tmp_path / "rsfm_with_test_tasks.py"
     script.write_text(COMMAND_WITH_TEST_TASKS)
     command = [
-        sys.executable, str(script), "predict-raster", str(folder), "--checkpoint", str(conv_checkpoint),
-        "--output", str(tmp_path / "out"), "--tile-size", "64", "--overlap", "16", "--device", "cpu",
-        "--devices", "2", "--quiet",
+        sys.executable,
+        str(script),
+        "predict-raster",
+        str(folder),
+        "--checkpoint",
+        str(conv_checkpoint),
+        "--output",
+        str(tmp_path / "out"),
+        "--tile-size",
+        "64",
+        "--overlap",
+        "16",
+        "--device",
+        "cpu",
+        "--devices",
+        "2",
+        "--quiet",
     ]
-    completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300,
-                               cwd=Path(__file__).resolve().parents[2])
+    completed = subprocess.run(
+        command, env=environment, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2]
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     lines = [line for line in completed.stdout.splitlines() if " written" in line]
     assert sorted(Path(line.split(" -> ")[0]).name for line in lines) == [f"scene_{i}.tif" for i in range(3)]

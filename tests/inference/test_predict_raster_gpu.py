@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-
 from inference_helpers import smooth_image, write_raster
+
 from rsfm import predict_raster
 
 pytestmark = [

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from inference_helpers import smooth_image, write_raster
 
 import rsfm
-from inference_helpers import smooth_image, write_raster
 from rsfm.inference.outputs import PROBABILITY_SCALE
 from rsfm.inference.predictor import Predictor
 
@@ -22,8 +22,9 @@ def test_scene_classifier_and_predict_raster_agree(tmp_path):
     source = write_raster(tmp_path / "scene.tif", image)
     api = rsfm.SceneClassifier.load(checkpoint).predict(image.transpose(1, 2, 0))[0]
 
-    (result,) = rsfm.predict_raster(source, checkpoint, tmp_path / "classes.tif", output_type="probabilities",
-                                    progress=False)  # tile size from the checkpoint: 48, one tile
+    (result,) = rsfm.predict_raster(
+        source, checkpoint, tmp_path / "classes.tif", output_type="probabilities", progress=False
+    )  # tile size from the checkpoint: 48, one tile
     with rasterio.open(result.raster) as dataset:
         assert (dataset.width, dataset.height) == (1, 1) and dataset.tags()["rsfm_tile_size"] == "48"
         tiled = dataset.read()[:, 0, 0] / PROBABILITY_SCALE
@@ -38,8 +39,9 @@ def test_building_extractor_and_predict_raster_agree(tmp_path):
     source = write_raster(tmp_path / "scene.tif", image)
     api = rsfm.BuildingExtractor.load(checkpoint).predict(image.transpose(1, 2, 0))[0]
 
-    (result,) = rsfm.predict_raster(source, checkpoint, tmp_path / "buildings.tif", tile_size=64,
-                                    output_type="probabilities", progress=False)
+    (result,) = rsfm.predict_raster(
+        source, checkpoint, tmp_path / "buildings.tif", tile_size=64, output_type="probabilities", progress=False
+    )
     with rasterio.open(result.raster) as dataset:
         tiled = dataset.read(dataset.count) / PROBABILITY_SCALE  # the building band
     np.testing.assert_allclose(tiled, api.probability, atol=0.6 / PROBABILITY_SCALE)
@@ -48,7 +50,9 @@ def test_building_extractor_and_predict_raster_agree(tmp_path):
 def test_the_contract_sets_tile_size_and_bands():
     predictor = Predictor.load(RELEASE / "scene_release_0_1.ckpt")
     assert (predictor.kind, predictor.default_tile_size(), predictor.class_names) == (
-        "classification", 48, ["field", "forest", "town"]
+        "classification",
+        48,
+        ["field", "forest", "town"],
     )
     assert Predictor.load(RELEASE / "buildings_release_0_1.ckpt").default_tile_size() == 512  # none recorded
     with pytest.raises(ValueError, match="not a building segmentation task"):

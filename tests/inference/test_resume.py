@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
 from inference_helpers import smooth_image, write_raster
+
 from rsfm import predict_raster
 
 SETTINGS = dict(tile_size=64, overlap=16, batch_size=4, output_type="probabilities", progress=False)
@@ -49,8 +49,14 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path, scene, conv
     assert rows_done >= 256  # whole blocks rows were flushed before stopping
 
     progress = []
-    predict_raster(scene, conv_checkpoint, output, resume=True,
-                   progress_callback=lambda path, done, total: progress.append((done, total)), **SETTINGS)
+    predict_raster(
+        scene,
+        conv_checkpoint,
+        output,
+        resume=True,
+        progress_callback=lambda path, done, total: progress.append((done, total)),
+        **SETTINGS,
+    )
     total = progress[-1][1]
     assert progress[0][0] > 0.2 * total  # started in the middle, not from the first tile
     assert progress[-1][0] == total
@@ -66,8 +72,14 @@ def test_resume_with_other_settings_starts_over(tmp_path, scene, conv_checkpoint
         predict_raster(scene, conv_checkpoint, output, progress_callback=_stop_after(0.6), **SETTINGS)
     changed = dict(SETTINGS, overlap=32)
     progress = []
-    predict_raster(scene, conv_checkpoint, output, resume=True,
-                   progress_callback=lambda path, done, total: progress.append(done), **changed)
+    predict_raster(
+        scene,
+        conv_checkpoint,
+        output,
+        resume=True,
+        progress_callback=lambda path, done, total: progress.append(done),
+        **changed,
+    )
     assert progress[0] <= changed["batch_size"]  # from the first tile
     fresh = tmp_path / "fresh.tif"
     predict_raster(scene, conv_checkpoint, fresh, **changed)
@@ -111,8 +123,12 @@ def test_resume_after_the_process_is_killed(tmp_path, scene, conv_checkpoint):
     script.write_text(KILLED_RUN)
     helpers = str(Path(__file__).resolve().parent)
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join([helpers, os.environ.get("PYTHONPATH", "")]))
-    process = subprocess.Popen([sys.executable, str(script), str(scene), str(conv_checkpoint), str(output)],
-                               env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(scene), str(conv_checkpoint), str(output)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
@@ -126,8 +142,14 @@ def test_resume_after_the_process_is_killed(tmp_path, scene, conv_checkpoint):
     assert not output.exists() and json.loads(state.read_text())["rows_done"] >= 256
 
     progress = []
-    predict_raster(scene, conv_checkpoint, output, resume=True,
-                   progress_callback=lambda path, done, total: progress.append(done), **SETTINGS)
+    predict_raster(
+        scene,
+        conv_checkpoint,
+        output,
+        resume=True,
+        progress_callback=lambda path, done, total: progress.append(done),
+        **SETTINGS,
+    )
     assert progress[0] > SETTINGS["batch_size"]
     with rasterio.open(reference) as first, rasterio.open(output) as second:
         np.testing.assert_array_equal(first.read(), second.read())

@@ -19,16 +19,29 @@ from rsfm.tasks.segmentation import BuildingSegmentationTask
 
 
 def _trainer(tmp_path):
-    return Trainer(fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False,
-                   enable_model_summary=False, default_root_dir=tmp_path)
+    return Trainer(
+        fast_dev_run=1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
 
 
 @pytest.mark.slow
 def test_building_task_on_spacenet(tmp_path, data_dir):
     folder = data_dir / "geotiff" / "spacenet_atlanta"
     image, labels = folder / "sample_geotiff.tif", folder / "geotiff_labels.geojson"
-    task = BuildingSegmentationTask(backbone="vitaev2_tiny_test", in_chans=1, mean=[450.0], std=[280.0],
-                                    class_names=["background", "building"], decoder_channels=8, num_overlays=0)
+    task = BuildingSegmentationTask(
+        backbone="vitaev2_tiny_test",
+        in_chans=1,
+        mean=[450.0],
+        std=[280.0],
+        class_names=["background", "building"],
+        decoder_channels=8,
+        num_overlays=0,
+    )
     datamodule = BuildingGeoDataModule(str(image), str(labels), patch_size=128, batch_size=2, length=2)
     trainer = _trainer(tmp_path)
     trainer.fit(task, datamodule)
@@ -36,8 +49,9 @@ def test_building_task_on_spacenet(tmp_path, data_dir):
     trainer.save_checkpoint(checkpoint)
 
     output, vector = tmp_path / "mask.tif", tmp_path / "buildings.gpkg"
-    results = predict_raster(image, checkpoint, output, vector=vector, tile_size=256, overlap=32,
-                             output_type="probabilities", progress=False)
+    results = predict_raster(
+        image, checkpoint, output, vector=vector, tile_size=256, overlap=32, output_type="probabilities", progress=False
+    )
     with rasterio.open(image) as source, rasterio.open(output) as predicted:
         assert predicted.crs == source.crs and predicted.transform == source.transform
         assert predicted.shape == source.shape and predicted.count == 1
@@ -58,8 +72,9 @@ def test_scene_task_class_map(tmp_path, data_dir):
         for index in range(6):
             pixels = np.clip(np.array(colour) + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(scenes / name / f"{index}.png")
-    datamodule = SceneDataModule(root=str(scenes), split=[0.5, 0.25, 0.25], image_size=32, batch_size=3,
-                                 num_workers=0, rand_ops=1)
+    datamodule = SceneDataModule(
+        root=str(scenes), split=[0.5, 0.25, 0.25], image_size=32, batch_size=3, num_workers=0, rand_ops=1
+    )
     task = SceneClassificationTask(backbone="vitaev2_tiny_test", ema_decay=None)
     trainer = _trainer(tmp_path)
     trainer.fit(task, datamodule)

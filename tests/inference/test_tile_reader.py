@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-
 from inference_helpers import smooth_image, write_raster
+
+from rsfm.data.tiling import TileGrid
 from rsfm.inference.inputs import check_input
 from rsfm.inference.reader import first_batch_tile, iter_tile_batches
-from rsfm.data.tiling import TileGrid
 
 
 @pytest.fixture()

@@ -1,6 +1,7 @@
 """Checkpoint loading: the official reference, the ViTAEv2-S manifest, file formats, safety."""
 
 import json
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -113,8 +114,12 @@ def test_vitaev2_s_manifest_maps_one_to_one(reference_dir):
 def test_vitaev2_s_seg_backbone_manifest(reference_dir):
     official = _manifest_state_dict(reference_dir / "vitaev2_s_rsp_seg_backbone_state_dict.tsv")
     # mmseg files keep the backbone under 'backbone.' next to the decoder's weights
-    wrapped = {"state_dict": {**{f"backbone.{k}": v for k, v in official.items()},
-                              "decode_head.conv_seg.weight": torch.zeros(6, 512, 1, 1)}}
+    wrapped = {
+        "state_dict": {
+            **{f"backbone.{k}": v for k, v in official.items()},
+            "decode_head.conv_seg.weight": torch.zeros(6, 512, 1, 1),
+        }
+    }
     model = timm.create_model("vitaev2_s", num_classes=0)
     converted = checkpoint_filter_fn(wrapped, model)
     assert set(converted) == set(model.state_dict())
@@ -234,7 +239,7 @@ class CfgNode(dict):
         self.__dict__["__deprecated_keys__"] = set()
 '''
 
-WRITE_RSP_CHECKPOINT = '''
+WRITE_RSP_CHECKPOINT = """
 import sys, torch, os
 from yacs.config import CfgNode
 state = torch.load(sys.argv[1], weights_only=True)
@@ -243,7 +248,7 @@ config = CfgNode({"MODEL": CfgNode({"TYPE": "ViTAE_Window_NoShift_12_basic_stage
 
 torch.save({"model": state, "optimizer": {"state": {}, "param_groups": []}, "lr_scheduler": {},
             "max_accuracy": 98.97, "epoch": 99, "config": config}, sys.argv[2])
-'''
+"""
 
 
 def test_rsp_checkpoint_with_yacs_config_loads_without_yacs(tiny_rgb_checkpoint, tmp_path):
@@ -258,7 +263,7 @@ def test_rsp_checkpoint_with_yacs_config_loads_without_yacs(tiny_rgb_checkpoint,
         check=True,
         env={"PYTHONPATH": str(tmp_path / "fake_site"), "PATH": "/usr/bin:/bin"},
     )
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError, match="yacs.config.CfgNode"):
         torch.load(rsp_file, weights_only=True)  # what plain torch does with such a file
 
     checkpoint = load_checkpoint_file(rsp_file)

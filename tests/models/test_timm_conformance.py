@@ -301,7 +301,7 @@ def test_rsfm_imports_only_public_timm_modules() -> None:
 # registers vitaev2_* and must run before timm imports torchvision), then adds rsfm's module
 # to the module list that selects timm's forward_intermediates tests (FEAT_INTER_FILTERS), as
 # timm does for its own models that gain forward_intermediates.
-TIMM_SUITE_CONFTEST = '''\
+TIMM_SUITE_CONFTEST = """\
 import rsfm.models  # noqa: F401
 import timm
 
@@ -320,7 +320,7 @@ timm.list_models = _list_models_with_vitaev2
 def pytest_configure(config):
     for marker in ("base", "cfg", "torchscript", "features", "fxforward", "fxbackward", "timeout"):
         config.addinivalue_line("markers", f"{marker}: timm test marker")
-'''
+"""
 
 # Every timm test that selects standard CNN-like models must run (and pass) for vitaev2.
 TIMM_TESTS_EXPECTED = (
@@ -337,8 +337,7 @@ TIMM_TESTS_EXPECTED = (
 )
 # timm tests that never select vitaev2, and why (in the manner of timm's *_FILTERS lists).
 TIMM_TESTS_NOT_APPLICABLE = {
-    "test_model_inference": "list_pretrained('test_*'): compares with timm's reference tensors on the "
-    "Hugging Face Hub",
+    "test_model_inference": "list_pretrained('test_*'): compares with timm's reference tensors on the Hugging Face Hub",
     "test_model_load_pretrained": "list_models(pretrained=True): models with downloadable weights; rsfm "
     "never downloads, local RSP files are tested in test_checkpoints.py",
     "test_model_features_pretrained": "same as test_model_load_pretrained",

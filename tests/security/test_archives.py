@@ -211,7 +211,8 @@ TAR_ESCAPES = {
     "absolute name": (lambda marker, victim: [_file(marker)], "MARKER"),
     "parent": (lambda marker, victim: [_file("../marker.txt")], "../marker.txt"),
     "parent inside": (
-        lambda marker, victim: [_file("data/ok.txt"), _file("data/../../marker.txt")], "data/../../marker.txt"
+        lambda marker, victim: [_file("data/ok.txt"), _file("data/../../marker.txt")],
+        "data/../../marker.txt",
     ),
     "backslash parent": (lambda marker, victim: [_file("data\\..\\..\\marker.txt")], "data\\..\\..\\marker.txt"),
     "drive letter": (lambda marker, victim: [_file("C:/marker.txt")], "C:/marker.txt"),

@@ -104,8 +104,13 @@ def test_a_task_registered_by_the_user_loads(building_checkpoint, tmp_path):
     register_task(MyBuildings)
     assert type(load_task(tmp_path / "mine.ckpt")) is MyBuildings
     with pytest.raises(ValueError, match="already registered"):
-        register_task(type("MyBuildings", (BuildingSegmentationTask,), {"__qualname__": MyBuildings.__qualname__,
-                                                                        "__module__": MyBuildings.__module__}))
+        register_task(
+            type(
+                "MyBuildings",
+                (BuildingSegmentationTask,),
+                {"__qualname__": MyBuildings.__qualname__, "__module__": MyBuildings.__module__},
+            )
+        )
 
 
 def test_a_fresh_process_imports_nothing_the_file_names(tmp_path):
@@ -117,7 +122,10 @@ def test_a_fresh_process_imports_nothing_the_file_names(tmp_path):
     path = _hostile_task_checkpoint(tmp_path / "evil.ckpt", "evil_tasks:Task", {})
     script = "import sys, rsfm\ntry:\n    rsfm.load_checkpoint(sys.argv[1])\nexcept ValueError as e:\n    print(e)\n"
     completed = subprocess.run(
-        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"PYTHONPATH": str(module_dir), "PATH": "/usr/bin:/bin", "NO_ALBUMENTATIONS_UPDATE": "1"},
     )
     assert "not a registered rsfm task" in completed.stdout, completed.stderr[-2000:]

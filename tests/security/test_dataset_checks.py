@@ -26,8 +26,14 @@ def _write_geotiff(path: Path, data: np.ndarray, nodata=None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     count, height, width = data.shape
     profile = dict(
-        driver="GTiff", width=width, height=height, count=count, dtype=data.dtype.name,
-        crs="EPSG:32616", transform=from_origin(WEST, NORTH, 1.0, 1.0), nodata=nodata,
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=count,
+        dtype=data.dtype.name,
+        crs="EPSG:32616",
+        transform=from_origin(WEST, NORTH, 1.0, 1.0),
+        nodata=nodata,
     )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
@@ -201,11 +207,12 @@ def test_a_label_typo_is_reported_with_the_image_count_of_every_class(tmp_path) 
     (tmp_path / "train.csv").write_text("\n".join(lines[:9]) + "\n")
     (tmp_path / "test.csv").write_text("path,class\nimages/typo.png,Airprot\nimages/Airport_0.png,Airport\n")
     datamodule = SceneDataModule(
-        train_list=str(tmp_path / "train.csv"), test_list=str(tmp_path / "test.csv"),
+        train_list=str(tmp_path / "train.csv"),
+        test_list=str(tmp_path / "test.csv"),
         class_names=["Airport", "Airprot", "BareLand", "Beach"],
     )
     with pytest.raises(ValueError) as error:
-        datamodule.class_names  # the samples are indexed (and checked) on first use
+        _ = datamodule.class_names  # the samples are indexed (and checked) on first use
     message = str(error.value)
     assert "2 class(es) have no training image" in message
     assert "class 'Airprot' has 1 image(s), none in train_list (val 0, test 1)" in message
@@ -275,8 +282,11 @@ def test_tile_and_geo_pixel_ranges(tmp_path) -> None:
     labels[0, 8:16, 8:16] = 1
     _write_geotiff(tmp_path / "geo" / "mask.tif", labels)
     geo = BuildingGeoDataModule(
-        str(tmp_path / "geo" / "image.tif"), str(tmp_path / "geo" / "mask.tif"),
-        val_images=str(tmp_path / "geo" / "image.tif"), val_labels=str(tmp_path / "geo" / "mask.tif"), patch_size=8,
+        str(tmp_path / "geo" / "image.tif"),
+        str(tmp_path / "geo" / "mask.tif"),
+        val_images=str(tmp_path / "geo" / "image.tif"),
+        val_labels=str(tmp_path / "geo" / "mask.tif"),
+        patch_size=8,
     )
     assert geo.pixel_range is None
     geo.setup("fit")

@@ -50,7 +50,10 @@ def test_matching_or_unknown_ranges_are_quiet():
 def test_checkpoint_records_the_range_and_predictors_check_it(building_checkpoint, scene_task_checkpoint):
     assert torch.load(building_checkpoint, weights_only=True)["hyper_parameters"]["pixel_range"] == UINT8
     assert load_task(building_checkpoint).pixel_range == UINT8
-    for predictor in (rsfm.BuildingExtractor.load(building_checkpoint), rsfm.SceneClassifier.load(scene_task_checkpoint)):
+    for predictor in (
+        rsfm.BuildingExtractor.load(building_checkpoint),
+        rsfm.SceneClassifier.load(scene_task_checkpoint),
+    ):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             predictor.predict(MATCHING)

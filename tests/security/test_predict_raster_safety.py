@@ -20,9 +20,10 @@ import rasterio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))  # the inference tests' helpers
 
 from inference_helpers import ConvSegmentationTask, save_with_trainer, smooth_image, write_raster  # noqa: E402
+
 from rsfm import predict_raster  # noqa: E402
-from rsfm.data.pixel_range import PixelRangeWarning  # noqa: E402
 from rsfm.cli import main  # noqa: E402
+from rsfm.data.pixel_range import PixelRangeWarning  # noqa: E402
 
 TILING = ["--tile-size", "64", "--overlap", "16", "--batch-size", "4", "--device", "cpu", "--quiet"]
 UINT8_RANGE = {"dtype": "uint8", "min": 0.0, "max": 255.0}
@@ -71,7 +72,10 @@ def _error_line(status, err: str) -> str:
 def _leftovers(*folders: Path):
     """Unfinished outputs, resume states, temporaries and write probes in ``folders``."""
     return sorted(
-        path.name for folder in folders if folder.is_dir() for path in folder.iterdir()
+        path.name
+        for folder in folders
+        if folder.is_dir()
+        for path in folder.iterdir()
         if ".partial" in path.name or path.name.startswith(".rsfm-")
     )
 
@@ -87,9 +91,19 @@ def _scene(path: Path, height: int = 90, width: int = 100, seed: int = 0) -> Pat
 def _tiled_geotiff(path: Path, size: int = 1024, block: int = 256) -> Path:
     """A real tiled, deflate-compressed GeoTIFF as cameras and portals deliver them."""
     data = smooth_image(3, size, size, seed=3)
-    profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:32616",
-                   transform=rasterio.transform.from_origin(733600.0, 3725000.0, 0.5, 0.5), tiled=True,
-                   blockxsize=block, blockysize=block, compress="deflate")
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32616",
+        transform=rasterio.transform.from_origin(733600.0, 3725000.0, 0.5, 0.5),
+        tiled=True,
+        blockxsize=block,
+        blockysize=block,
+        compress="deflate",
+    )
     with rasterio.open(path, "w", **profile) as dataset:
         dataset.write(data)
     return path
@@ -192,8 +206,9 @@ def test_truncated_geotiff_fails_the_pre_check(tmp_path, checkpoint, capsys):
         assert dataset.shape == (1024, 1024)
     before = _sha256(truncated)
     masks = tmp_path / "masks"
-    status, _, err = _run(capsys, checkpoint, complete, truncated, "--output", masks, "--tile-size", "256",
-                          "--overlap", "32")
+    status, _, err = _run(
+        capsys, checkpoint, complete, truncated, "--output", masks, "--tile-size", "256", "--overlap", "32"
+    )
     line = _error_line(status, err)
     assert f"{truncated}: file is truncated or damaged" in line and "fetch it again" in line
     assert _sha256(truncated) == before
@@ -220,8 +235,18 @@ def test_block_damaged_past_the_pre_check_fails_in_one_line(tmp_path, checkpoint
     _damage_block(source, 5, 5)  # rows and columns 320-383: between the windows the pre-check reads
     before = _sha256(source)
     output = tmp_path / "out" / "mask.tif"
-    status, _, err = _run(capsys, checkpoint, source, "--output", output, "--tile-size", "256", "--overlap", "32",
-                          *(["--resume"] if resume else []))
+    status, _, err = _run(
+        capsys,
+        checkpoint,
+        source,
+        "--output",
+        output,
+        "--tile-size",
+        "256",
+        "--overlap",
+        "32",
+        *(["--resume"] if resume else []),
+    )
     line = _error_line(status, err)
     assert f"{source}: cannot read pixels" in line and "fetch it again" in line
     assert _sha256(source) == before
@@ -246,9 +271,10 @@ def read_only_folder(tmp_path):
     folder.chmod(0o555)
     immutable = False
     if os.access(folder, os.W_OK):  # root: permission bits are not enforced
-        immutable = shutil.which("chattr") is not None and subprocess.run(
-            ["chattr", "+i", str(folder)], capture_output=True
-        ).returncode == 0
+        immutable = (
+            shutil.which("chattr") is not None
+            and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+        )
         if not immutable:
             folder.chmod(0o755)
             pytest.skip("running as root, which ignores permission bits, and 'chattr +i' is not available here")
@@ -296,8 +322,9 @@ def test_disk_full_during_the_run(tmp_path, checkpoint, capsys, resume):
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
     try:
-        status, _, err = _run(capsys, checkpoint, source, "--output", output, "--tile-size", "128",
-                              *(["--resume"] if resume else []))
+        status, _, err = _run(
+            capsys, checkpoint, source, "--output", output, "--tile-size", "128", *(["--resume"] if resume else [])
+        )
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     line = _error_line(status, err)

@@ -65,7 +65,10 @@ def test_reduce_payload_runs_nothing_and_comes_back_inert(tmp_path):
     torch.save({"weights": torch.ones(2), "config": ShellPayload(["touch", str(marker)])}, tmp_path / "a.pth")
     loaded = load_checkpoint_file(tmp_path / "a.pth")
     assert not marker.exists()
-    assert isinstance(loaded["config"], InertObject) and loaded["config"].source in ("subprocess.run", "commands.run")  # pickle's py2 name
+    assert isinstance(loaded["config"], InertObject) and loaded["config"].source in (
+        "subprocess.run",
+        "commands.run",
+    )  # pickle's py2 name
     assert loaded["config"].attributes["init_args"] == (["touch", str(marker)],)
     torch.testing.assert_close(loaded["weights"], torch.ones(2))
 
@@ -126,8 +129,9 @@ def test_stand_ins_are_read_only(tmp_path):
 def test_legacy_format_is_refused_and_names_the_opt_in(tmp_path):
     marker = tmp_path / "code_ran"
     path = tmp_path / "legacy.pth"
-    torch.save({"w": torch.ones(2), "x": ShellPayload(["touch", str(marker)])}, path,
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        {"w": torch.ones(2), "x": ShellPayload(["touch", str(marker)])}, path, _use_new_zipfile_serialization=False
+    )
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(UntrustedCheckpointError, match="trust_remote_code=True"):
         load_checkpoint_file(path)
@@ -166,7 +170,9 @@ def test_foreign_containers_keep_their_data(tmp_path):
     (package / "__init__.py").write_text("")
     (package / "config.py").write_text("import collections\nclass Config(collections.OrderedDict):\n    pass\n")
     subprocess.run(
-        [sys.executable, "-c", SNAPSHOT_WRITER, str(tmp_path / "snap.pth")], check=True, timeout=120,
+        [sys.executable, "-c", SNAPSHOT_WRITER, str(tmp_path / "snap.pth")],
+        check=True,
+        timeout=120,
         env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"},
     )
     loaded = load_checkpoint_file(tmp_path / "snap.pth")

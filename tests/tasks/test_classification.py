@@ -16,8 +16,8 @@ from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 
 import rsfm
-from rsfm.data import SceneDataModule
 from rsfm.cli import main
+from rsfm.data import SceneDataModule
 from rsfm.models import create_model
 from rsfm.tasks import SceneClassificationTask, load_task
 from rsfm.tasks.writers import ScenePredictionWriter
@@ -70,7 +70,11 @@ def trained(scenes, tmp_path_factory) -> SimpleNamespace:
     trainer = _trainer(work, max_epochs=2, callbacks=[checkpoints])
     trainer.fit(task, datamodule)
     return SimpleNamespace(
-        task=task.eval(), datamodule=datamodule, trainer=trainer, work=work, checkpoint=work / "checkpoints" / "last.ckpt"
+        task=task.eval(),
+        datamodule=datamodule,
+        trainer=trainer,
+        work=work,
+        checkpoint=work / "checkpoints" / "last.ckpt",
     )
 
 
@@ -117,11 +121,18 @@ class _RecordLearningRates(Callback):
 
 def test_rsp_recipe_lr_scaling_warmup_cosine_and_layer_decay(scenes, tmp_path):
     task = SceneClassificationTask(
-        backbone="vitaev2_tiny_test", lr=5e-4, lr_batch_size=512, warmup_lr=5e-7, min_lr=5e-6,
-        warmup_epochs=1, layer_decay=0.5,
+        backbone="vitaev2_tiny_test",
+        lr=5e-4,
+        lr_batch_size=512,
+        warmup_lr=5e-7,
+        min_lr=5e-6,
+        warmup_epochs=1,
+        layer_decay=0.5,
     )
     record = _RecordLearningRates()
-    trainer = _trainer(tmp_path, max_epochs=2, accumulate_grad_batches=2, callbacks=[record], enable_checkpointing=False)
+    trainer = _trainer(
+        tmp_path, max_epochs=2, accumulate_grad_batches=2, callbacks=[record], enable_checkpointing=False
+    )
     trainer.fit(task, _datamodule(scenes, batch_size=4))  # 16 images -> 4 batches -> 2 optimizer steps per epoch
     scale = 4 * 2 / 512  # batch x accumulation / reference batch
     scheduler = trainer.lr_scheduler_configs[0].scheduler
@@ -134,7 +145,9 @@ def test_rsp_recipe_lr_scaling_warmup_cosine_and_layer_decay(scenes, tmp_path):
     # Swin/RSP schedule, per optimizer step t of 4: linear warm-up over 2 steps (1 epoch) from
     # warmup_lr, cosine from the peak to min_lr over the whole run
     peak, low, start = 5e-4 * scale, 5e-6 * scale, 5e-7 * scale
-    expected = [start, start + (peak - start) / 2] + [low + 0.5 * (peak - low) * (1 + np.cos(np.pi * t / 4)) for t in (2, 3)]
+    expected = [start, start + (peak - start) / 2] + [
+        low + 0.5 * (peak - low) * (1 + np.cos(np.pi * t / 4)) for t in (2, 3)
+    ]
     assert head_rates == pytest.approx([expected[batch // 2] for batch in range(8)])
     first_group = [rates[0] for rates in record.per_step]
     assert first_group == pytest.approx([rate * groups[0]["lr_scale"] for rate in head_rates])
@@ -179,7 +192,9 @@ def test_testing_a_checkpoint_keeps_its_normalisation_and_checks_its_classes(tra
 
     renamed = _datamodule(scenes, class_names=["forest", "beach", "harbour", "meadow"])  # another order
     with pytest.raises(ValueError, match=r"trained on classes .* set the data's class_names to the checkpoint's"):
-        _trainer(tmp_path).test(SceneClassificationTask(backbone="vitaev2_tiny_test"), renamed, ckpt_path=str(trained.checkpoint))
+        _trainer(tmp_path).test(
+            SceneClassificationTask(backbone="vitaev2_tiny_test"), renamed, ckpt_path=str(trained.checkpoint)
+        )
 
 
 def test_class_names_of_model_and_data_must_agree(scenes, tmp_path):
@@ -221,15 +236,21 @@ def test_export_backbone_loads_in_create_model_and_as_backbone_checkpoint(traine
 
     # fine-tuning on 7 classes: backbone copied, classifier re-initialised
     finetune = SceneClassificationTask(
-        backbone="vitaev2_tiny_test", backbone_checkpoint=str(exported), class_names=[str(i) for i in range(7)],
-        in_chans=3, mean=[0.0] * 3, std=[1.0] * 3,
+        backbone="vitaev2_tiny_test",
+        backbone_checkpoint=str(exported),
+        class_names=[str(i) for i in range(7)],
+        in_chans=3,
+        mean=[0.0] * 3,
+        std=[1.0] * 3,
     )
     backbone = {k: v for k, v in finetune.model.state_dict().items() if not k.startswith("head.")}
     assert all(torch.equal(value, weights[key]) for key, value in backbone.items())
     assert finetune.model.head.weight.shape == (7, 64)
     features = create_model("vitaev2_tiny_test", checkpoint=exported, features_only=True)
-    assert torch.equal(features.state_dict()["model.stages.0.reduction.pyramid.convs.0.weight"],
-                       weights["stages.0.reduction.pyramid.convs.0.weight"])
+    assert torch.equal(
+        features.state_dict()["model.stages.0.reduction.pyramid.convs.0.weight"],
+        weights["stages.0.reduction.pyramid.convs.0.weight"],
+    )
 
 
 def test_export_backbone_names_a_file_that_is_not_a_task_checkpoint(tmp_path, capsys):
@@ -251,8 +272,14 @@ def test_export_backbone_refuses_a_task_without_a_standalone_backbone(tmp_path):
 
     task = BuildingSegmentationTask(backbone="vitaev2_tiny_test", in_chans=3, mean=[0.0] * 3, std=[1.0] * 3)
     path = tmp_path / "buildings.ckpt"
-    torch.save({"rsfm_task": "rsfm.tasks.segmentation:BuildingSegmentationTask", "state_dict": task.state_dict(),
-                "hyper_parameters": dict(task.hparams)}, path)
+    torch.save(
+        {
+            "rsfm_task": "rsfm.tasks.segmentation:BuildingSegmentationTask",
+            "state_dict": task.state_dict(),
+            "hyper_parameters": dict(task.hparams),
+        },
+        path,
+    )
     with pytest.raises(ValueError, match=r"buildings\.ckpt: BuildingSegmentationTask keeps no stand-alone backbone"):
         rsfm.export_backbone(path, tmp_path / "out.safetensors")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["buildings.ckpt"]
@@ -301,7 +328,9 @@ def test_predict_writer_writes_one_row_per_image(trained, tmp_path):
     assert [row["path"] for row in rows] == [str(path) for path, _ in trained.datamodule.split_samples("test")]
     classifier = rsfm.SceneClassifier(trained.task)
     first = classifier.predict(rows[0]["path"])[0]
-    assert rows[0]["predicted"] == first.label and float(rows[0]["probability"]) == pytest.approx(first.probability, abs=1e-4)
+    assert rows[0]["predicted"] == first.label and float(rows[0]["probability"]) == pytest.approx(
+        first.probability, abs=1e-4
+    )
     assert {row["true"] for row in rows} == set(CLASSES) and all(row["top_k"].count(";") == 1 for row in rows)
 
 

@@ -29,11 +29,19 @@ def test_release_0_1_checkpoints_load_and_compute_the_same(name, expected):
 def test_release_0_1_contracts_are_derived_on_read():
     scene = load_task(RELEASE / "scene_release_0_1.ckpt").contract
     assert (scene.task, scene.class_names, scene.num_outputs, scene.image_size) == (
-        "classification", ("field", "forest", "town"), 3, 48
+        "classification",
+        ("field", "forest", "town"),
+        3,
+        48,
     )
     assert scene.mean == (90.0, 100.0, 80.0) and scene.pixel_range is None and scene.version == CONTRACT_VERSION
     buildings = load_task(RELEASE / "buildings_release_0_1.ckpt").contract
-    assert (buildings.task, buildings.num_outputs, buildings.binary, buildings.image_size) == ("segmentation", 1, True, None)
+    assert (buildings.task, buildings.num_outputs, buildings.binary, buildings.image_size) == (
+        "segmentation",
+        1,
+        True,
+        None,
+    )
     assert buildings.class_names == ("background", "building") and buildings.std == (40.0, 45.0, 50.0)
 
 
@@ -60,9 +68,17 @@ def test_a_checkpoint_saved_today_carries_its_contract(tmp_path):
 
 def test_contract_round_trip_and_checks():
     contract = InputContract(
-        task="segmentation", in_chans=2, mean=(1.0, 2.0), std=(3.0, 4.0), class_names=("background", "building"),
-        num_outputs=1, bands=(4, 3), pixel_range={"dtype": "uint16", "min": 0.0, "max": 4095.0}, image_size=256,
-        mask_values="0/255", pixel_size=0.3,
+        task="segmentation",
+        in_chans=2,
+        mean=(1.0, 2.0),
+        std=(3.0, 4.0),
+        class_names=("background", "building"),
+        num_outputs=1,
+        bands=(4, 3),
+        pixel_range={"dtype": "uint16", "min": 0.0, "max": 4095.0},
+        image_size=256,
+        mask_values="0/255",
+        pixel_size=0.3,
     )
     assert InputContract.from_dict(contract.to_dict()) == contract
     with pytest.raises(ValueError, match="mean and std need one value per band"):

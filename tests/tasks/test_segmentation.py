@@ -12,8 +12,8 @@ from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from PIL import Image
 
-from rsfm.data.buildings import BuildingTileDataModule
 from rsfm.cli import main
+from rsfm.data.buildings import BuildingTileDataModule
 from rsfm.tasks import load_task
 from rsfm.tasks.losses import BinarySegmentationLoss
 from rsfm.tasks.overlays import OVERLAY_COLORS, overlay_grid
@@ -58,8 +58,13 @@ def _datamodule(root: Path) -> BuildingTileDataModule:
 
 def _trainer(tmp_path: Path, **kwargs) -> Trainer:
     args = dict(
-        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
     )
     return Trainer(**dict(args, **kwargs))
 
@@ -73,7 +78,9 @@ def test_loss_terms_on_known_values() -> None:
     loss, terms = BinarySegmentationLoss({"bce": 0.5, "dice": 2.0, "lovasz": 1.0, "focal": 1.0})(perfect, target)
     assert set(terms) == {"bce", "dice", "lovasz", "focal"}
     assert loss.item() == pytest.approx(0.0, abs=1e-5)  # the ignored 0 logit does not count
-    all_ignored, _ = BinarySegmentationLoss({"bce": 1.0, "dice": 1.0})(logits.requires_grad_(), torch.full((1, 2, 2), 255))
+    all_ignored, _ = BinarySegmentationLoss({"bce": 1.0, "dice": 1.0})(
+        logits.requires_grad_(), torch.full((1, 2, 2), 255)
+    )
     assert all_ignored.item() == 0.0 and all_ignored.requires_grad
     with pytest.raises(ValueError, match="unknown loss term"):
         BinarySegmentationLoss({"jaccard": 1.0})
@@ -230,7 +237,9 @@ def test_ddp_metrics_cover_every_rank(tiles, tmp_path) -> None:
         task.model.head.weight.zero_()
         task.model.head.bias.fill_(10.0)
     trainer = _trainer(tmp_path, strategy="ddp_fork", devices=2)
-    metrics = trainer.validate(task, datamodule=BuildingTileDataModule(root, patch_size=TILE, val_batch_size=1, mask_values="0/255"))[0]
+    metrics = trainer.validate(
+        task, datamodule=BuildingTileDataModule(root, patch_size=TILE, val_batch_size=1, mask_values="0/255")
+    )[0]
     assert trainer.world_size == 2  # each rank saw two of the four tiles
     assert (tmp_path / "overlays" / "epoch000.png").is_file()  # written once, by rank 0
     assert metrics["val/iou"] == pytest.approx(building_fraction, rel=1e-4)
@@ -241,8 +250,15 @@ def test_checkpoint_written_by_the_cli_rebuilds_the_task(tiles, tmp_path, monkey
     monkeypatch.chdir(tmp_path)  # the config's log and checkpoint folders land here
     monkeypatch.setattr(sys, "argv", ["rsfm"])
     args = [
-        "fit", "--config", str(QUICKSTART), f"--data.init_args.root={root}", "--data.init_args.patch_size=32",
-        "--data.init_args.num_workers=0", "--data.init_args.mask_values=0/255", "--data.init_args.batch_size=2", "--trainer.max_epochs=1",
+        "fit",
+        "--config",
+        str(QUICKSTART),
+        f"--data.init_args.root={root}",
+        "--data.init_args.patch_size=32",
+        "--data.init_args.num_workers=0",
+        "--data.init_args.mask_values=0/255",
+        "--data.init_args.batch_size=2",
+        "--trainer.max_epochs=1",
         "--trainer.limit_val_batches=1",
         "--trainer.enable_progress_bar=false",
     ]
@@ -253,7 +269,8 @@ def test_checkpoint_written_by_the_cli_rebuilds_the_task(tiles, tmp_path, monkey
     assert type(task) is BuildingSegmentationTask and task.hparams.decoder_channels == 32
     training_pixels = [np.asarray(Image.open(path)) for path in sorted((root / "train" / "images").glob("*.png"))]
     assert task.pixel_range == {  # recorded from the datamodule when training started
-        "dtype": "uint8", "min": float(min(p.min() for p in training_pixels)),
+        "dtype": "uint8",
+        "min": float(min(p.min() for p in training_pixels)),
         "max": float(max(p.max() for p in training_pixels)),
     }
     with torch.no_grad():

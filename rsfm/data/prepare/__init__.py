@@ -14,10 +14,10 @@ from rsfm.data.prepare.checksums import (
     write_manifest,
 )
 from rsfm.data.prepare.chips import prepare_chips
-from rsfm.data.prepare.runner import build_parser, run
 from rsfm.data.prepare.large_tiles import prepare_large_tiles
 from rsfm.data.prepare.rasters import patch_windows, rasterize_footprints, write_patches
 from rsfm.data.prepare.report import PrepareError, Report
+from rsfm.data.prepare.runner import build_parser, run
 from rsfm.data.prepare.scene import LabelLevel, SceneDatasetSpec, prepare_scene_dataset
 from rsfm.data.prepare.scene_datasets import SCENE_DATASETS, scene_dataset_main
 from rsfm.data.prepare.sources import Source

@@ -45,11 +45,15 @@ def patch_windows(width: int, height: int, patch_size: int) -> Iterator[Tuple[in
     for row in range(grid.rows):
         for col in range(grid.cols):
             window = grid.window(row, col)
-            yield row, col, Window(
-                min(window.col_off, max(0, width - patch_size)),
-                min(window.row_off, max(0, height - patch_size)),
-                min(patch_size, width),
-                min(patch_size, height),
+            yield (
+                row,
+                col,
+                Window(
+                    min(window.col_off, max(0, width - patch_size)),
+                    min(window.row_off, max(0, height - patch_size)),
+                    min(patch_size, width),
+                    min(patch_size, height),
+                ),
             )
 
 
@@ -117,8 +121,16 @@ def rasterize_footprints(labels: Path, image: Path, target: Path) -> int:
         mask = rasterize(shapes, out_shape=shape, transform=transform, fill=0, default_value=1, dtype="uint8")
     target.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(
-        target, "w", driver="GTiff", width=shape[1], height=shape[0], count=1, dtype="uint8",
-        crs=crs, transform=transform, compress="deflate",
+        target,
+        "w",
+        driver="GTiff",
+        width=shape[1],
+        height=shape[0],
+        count=1,
+        dtype="uint8",
+        crs=crs,
+        transform=transform,
+        compress="deflate",
     ) as dst:
         dst.write(mask, 1)
     return len(shapes)

@@ -114,7 +114,9 @@ def find_folder(root: Path, score: Callable[[Path], int], what: str, perfect: Op
     level: List[Path] = [root]
     while level and best_score != perfect:
         children = sorted(
-            child for folder in level for child in folder.iterdir()
+            child
+            for folder in level
+            for child in folder.iterdir()
             if child.is_dir() and not child.name.startswith((".", "__MACOSX"))
         )
         for child in children:
