@@ -84,7 +84,9 @@ class BuildingExtractor:
         task = load_task(checkpoint, map_location=device)
         if task.task_kind != SEGMENTATION or task.num_outputs != 1:
             raise ValueError(f"{checkpoint}: holds a {type(task).__name__}, not a building segmentation task")
-        return cls(task, checkpoint=checkpoint, threshold=threshold, strict=strict)
+        extractor = cls(task, checkpoint=checkpoint, threshold=threshold, strict=strict)
+        extractor.predictor.fuse()  # the task is ours alone
+        return extractor
 
     @property
     def task(self) -> BaseTask:

@@ -85,7 +85,9 @@ class SceneClassifier:
         task = load_task(checkpoint, map_location=device)
         if task.task_kind != CLASSIFICATION:
             raise ValueError(f"{checkpoint}: holds a {type(task).__name__}, not a scene classification task")
-        return cls(task, image_size=image_size, batch_size=batch_size, strict=strict)
+        classifier = cls(task, image_size=image_size, batch_size=batch_size, strict=strict)
+        classifier.predictor.fuse()  # the task is ours alone
+        return classifier
 
     @property
     def task(self) -> BaseTask:

@@ -14,6 +14,7 @@ import torch
 
 from rsfm._images import ImageInput, as_image_array, as_image_list
 from rsfm.data.pixel_range import check_pixels, describe_pixels
+from rsfm.models import fuse_batchnorm
 from rsfm.tasks.base import BaseTask, load_task
 from rsfm.tasks.contract import CLASSIFICATION, SEGMENTATION, InputContract
 
@@ -25,8 +26,10 @@ _FALLBACK_TILE_SIZE = 512
 class Predictor:
     """A trained task with the contract it was trained under.
 
-    Raw pixels (any numeric dtype, in the training data's units) are prepared as the contract
-    says: scene models get each image resized to ``image_size`` (bicubic, the evaluation
+    The task is put in eval mode. Predictors made by ``load`` own their task and fold its
+    convolution-branch BatchNorms into the convolutions once (:meth:`fuse`); a task passed in
+    is left as it is, so it can still be trained. Raw pixels (any numeric dtype, in the training data's units) are prepared as the
+    contract says: scene models get each image resized to ``image_size`` (bicubic, the evaluation
     transform of training); pixels marked invalid (nodata) are set to the band mean, i.e. 0
     after normalisation; then the task's normalisation and forward pass; binary models (one
     logit) go through a sigmoid, others through a softmax.
@@ -69,7 +72,13 @@ class Predictor:
         """
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"{checkpoint}: checkpoint not found (pass the .ckpt written by 'rsfm fit')")
-        return cls(load_task(checkpoint, map_location=device), image_size=image_size, strict=strict)
+        return cls(load_task(checkpoint, map_location=device), image_size=image_size, strict=strict).fuse()
+
+    def fuse(self) -> "Predictor":
+        """Fold the task's BatchNorms into its convolutions (``rsfm.models.fuse_batchnorm``): the
+        same outputs with one pass less over the activations; the task cannot be trained after."""
+        fuse_batchnorm(self.task)
+        return self
 
     # what the contract says -------------------------------------------------------------
 

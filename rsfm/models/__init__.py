@@ -9,7 +9,7 @@ from rsfm import _compat  # noqa: F401  (must run before timm imports torchvisio
 from rsfm.models.checkpoint import load_checkpoint_file
 from rsfm.models.factory import create_model, load_backbone
 from rsfm.models.upernet import SegmentationModel, UperNetDecoder
-from rsfm.models.vitaev2 import ViTAEv2, checkpoint_filter_fn
+from rsfm.models.vitaev2 import ViTAEv2, checkpoint_filter_fn, fuse_batchnorm
 
 __all__ = [
     "SegmentationModel",
@@ -17,6 +17,7 @@ __all__ = [
     "ViTAEv2",
     "checkpoint_filter_fn",
     "create_model",
+    "fuse_batchnorm",
     "load_backbone",
     "load_checkpoint_file",
 ]

@@ -34,10 +34,10 @@ from timm.models import (
     generate_default_cfgs,
     register_model,
     register_notrace_function,
-    register_notrace_module,
     resolve_pretrained_cfg,
 )
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.checkpoint import checkpoint
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "VARIANTS",
     "checkpoint_filter_fn",
     "convert_state_dict",
+    "fuse_batchnorm",
     "infer_variant",
     "weights_dir",
 ]
@@ -174,7 +175,6 @@ class Attention(nn.Module):
         return out
 
 
-@register_notrace_module  # a torch.fx leaf: its eval-time BatchNorm folding is not scriptable once traced
 class ParallelConvModule(nn.Module):
     """The convolution branch beside attention: conv-BN-SiLU-conv-BN-SiLU-conv, 3x3, grouped.
 
@@ -190,25 +190,35 @@ class ParallelConvModule(nn.Module):
         self.conv3 = nn.Conv2d(chans[2], chans[3], 3, strides[2], 1, groups=groups)
         self.act = nn.SiLU(inplace=True)
 
-    def _conv_bn(self, conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
-        if not norm.track_running_stats:
-            return norm(conv(x))
-        # Eval: fold the BatchNorm into the convolution, saving a pass over the activations.
-        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-        weight = conv.weight * scale.view(-1, 1, 1, 1)
-        bias = (conv.bias - norm.running_mean) * scale + norm.bias
-        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    def fuse_batchnorm(self) -> None:
+        """Fold ``bn1``/``bn2`` into ``conv1``/``conv2`` (eval mode; see :func:`fuse_batchnorm`)."""
+        for conv_name, norm_name in (("conv1", "bn1"), ("conv2", "bn2")):
+            norm = getattr(self, norm_name)
+            if isinstance(norm, nn.BatchNorm2d) and norm.track_running_stats:
+                setattr(self, conv_name, fuse_conv_bn_eval(getattr(self, conv_name), norm))
+                setattr(self, norm_name, nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # TorchScript cannot pass submodules to a helper: scripted models run the same maths
-        # with the BatchNorm as a separate op.
-        if self.training or torch.jit.is_scripting():
-            x = self.act(self.bn1(self.conv1(x)))
-            x = self.act(self.bn2(self.conv2(x)))
-        else:
-            x = self.act(self._conv_bn(self.conv1, self.bn1, x))
-            x = self.act(self._conv_bn(self.conv2, self.bn2, x))
+        x = self.act(self.bn1(self.conv1(x)))
+        x = self.act(self.bn2(self.conv2(x)))
         return self.conv3(x)
+
+
+def fuse_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold the BatchNorm layers of every ViTAEv2 convolution branch inside ``model`` into the
+    convolutions before them, once, for inference (``torch.nn.utils.fusion``): the same outputs
+    (to float rounding) with one pass less over the activations. The model cannot be trained
+    afterwards; rsfm's predictors call this on their own copy of a task.
+
+    Raises:
+        ValueError: ``model`` is in training mode.
+    """
+    if model.training:
+        raise ValueError("fuse_batchnorm folds running statistics: call model.eval() first")
+    for module in model.modules():
+        if isinstance(module, ParallelConvModule):
+            module.fuse_batchnorm()
+    return model
 
 
 class PyramidReduction(nn.Module):

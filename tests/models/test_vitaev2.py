@@ -165,3 +165,23 @@ def test_torch_compile_matches_eager():
 
     with torch.no_grad(), inductor_config.patch(compile_threads=1):
         torch.testing.assert_close(compiled(images), model(images), atol=1e-5, rtol=1e-4)
+
+
+def test_fuse_batchnorm_once_keeps_the_outputs():
+    model = timm.create_model("vitaev2_tiny_test", num_classes=4)
+    with torch.no_grad():  # running statistics that are not the identity
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+    images = torch.randn(2, 3, 64, 80)
+    with pytest.raises(ValueError, match="model.eval"):
+        rsfm.models.fuse_batchnorm(model)
+    model.eval()
+    with torch.no_grad():
+        before = model(images)
+        rsfm.models.fuse_batchnorm(model)
+        after = model(images)
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in model.modules())
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
