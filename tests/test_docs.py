@@ -35,6 +35,7 @@ PAGES = [
     "docs/howto/multi_gpu.md",
     "docs/troubleshooting.md",
     "docs/security.md",
+    "docs/architecture.md",
     "docs/cli.md",
     "docs/configs.md",
     "docs/api.md",
