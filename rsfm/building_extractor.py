@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from rsfm._images import ImageInput
-from rsfm.inference.predictor import Predictor
+from rsfm.inference.predictor import Predictor, PredictorView
 from rsfm.tasks.base import BaseTask, load_task
 from rsfm.tasks.contract import SEGMENTATION
 
@@ -39,7 +39,7 @@ class BuildingPrediction:
     probability: np.ndarray
 
 
-class BuildingExtractor:
+class BuildingExtractor(PredictorView):
     """Building extraction with a trained checkpoint: a view of :class:`rsfm.inference.Predictor`.
 
     Images keep their size (the model takes any size); they are read with the checkpoint's
@@ -87,18 +87,6 @@ class BuildingExtractor:
         extractor = cls(task, checkpoint=checkpoint, threshold=threshold, strict=strict)
         extractor.predictor.fuse()  # the task is ours alone
         return extractor
-
-    @property
-    def task(self) -> BaseTask:
-        return self.predictor.task
-
-    @property
-    def strict(self) -> bool:
-        return self.predictor.strict
-
-    @strict.setter
-    def strict(self, value: bool) -> None:
-        self.predictor.strict = value
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[BuildingPrediction]:
         """Building masks for one image or a list of them, one forward pass per image.

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from rsfm._images import ImageInput
-from rsfm.inference.predictor import Predictor
+from rsfm.inference.predictor import Predictor, PredictorView
 from rsfm.tasks.base import BaseTask, load_task
 from rsfm.tasks.contract import CLASSIFICATION
 
@@ -41,7 +41,7 @@ class ScenePrediction:
         return sorted(self.probabilities.items(), key=lambda item: item[1], reverse=True)[:k]
 
 
-class SceneClassifier:
+class SceneClassifier(PredictorView):
     """Scene classification with a trained checkpoint: a view of :class:`rsfm.inference.Predictor`.
 
     Images are read and resized exactly as for evaluation during training (the checkpoint's
@@ -90,29 +90,8 @@ class SceneClassifier:
         return classifier
 
     @property
-    def task(self) -> BaseTask:
-        return self.predictor.task
-
-    @property
     def image_size(self) -> int:
         return int(self.predictor.image_size)
-
-    @property
-    def strict(self) -> bool:
-        return self.predictor.strict
-
-    @strict.setter
-    def strict(self, value: bool) -> None:
-        self.predictor.strict = value
-
-    @property
-    def class_names(self) -> List[str]:
-        """Class names in the model's output order."""
-        return self.predictor.class_names
-
-    @property
-    def device(self) -> torch.device:
-        return self.predictor.device
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[ScenePrediction]:
         """Classify images.

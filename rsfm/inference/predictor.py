@@ -18,7 +18,7 @@ from rsfm.models import fuse_batchnorm
 from rsfm.tasks.base import BaseTask, load_task
 from rsfm.tasks.contract import CLASSIFICATION, SEGMENTATION, InputContract
 
-__all__ = ["CLASSIFICATION", "SEGMENTATION", "Predictor"]
+__all__ = ["CLASSIFICATION", "SEGMENTATION", "Predictor", "PredictorView"]
 
 _FALLBACK_TILE_SIZE = 512
 
@@ -164,3 +164,32 @@ class Predictor:
             logits = self.task.forward_raw(batch).float()
         probabilities = torch.sigmoid(logits) if self.contract.binary else torch.softmax(logits, dim=1)
         return probabilities.cpu().numpy()
+
+
+class PredictorView:
+    """What ``SceneClassifier`` and ``BuildingExtractor`` share: a :class:`Predictor` and the
+    task, contract and ``strict`` switch it holds."""
+
+    predictor: Predictor
+
+    @property
+    def task(self) -> BaseTask:
+        return self.predictor.task
+
+    @property
+    def strict(self) -> bool:
+        """Raise instead of warning when input pixels differ from the training pixels."""
+        return self.predictor.strict
+
+    @strict.setter
+    def strict(self, value: bool) -> None:
+        self.predictor.strict = value
+
+    @property
+    def class_names(self) -> List[str]:
+        """Class names in the model's output order."""
+        return self.predictor.class_names
+
+    @property
+    def device(self) -> torch.device:
+        return self.predictor.device
