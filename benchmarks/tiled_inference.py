@@ -42,13 +42,14 @@ import torch
 from rasterio.windows import Window
 from torch import nn
 
-from rsfm.tasks.base import BaseTask
+from rsfm.tasks.base import BaseTask, register_task
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "datasets" / "samples" / "rasterio" / "RGB.byte.tif"
 SAMPLE_WINDOW = Window(250, 200, 300, 300)  # fully inside the rotated scene (no nodata border)
 
 
+@register_task  # checkpoints name their task; the child processes import this module too
 class BenchmarkConvTask(BaseTask):
     """Three convolutions (3 -> 16 -> 16 -> 1), about 1.4 GFLOP per 512 x 512 tile: small
     enough for a 20,000^2 raster in a few minutes on 2 CPU cores."""
@@ -153,9 +154,9 @@ def measure_memory(
     through the command line (``rsfm predict-raster``) or the Python API."""
     from rsfm import predict_raster
     from rsfm.cli.predict_raster import main as command
-    from rsfm.inference.model import load_tile_model
+    from rsfm.inference.predictor import Predictor
 
-    load_tile_model(checkpoint)  # import and warm everything the run needs
+    Predictor.load(checkpoint)  # import and warm everything the run needs
     before = _current_rss_mib()
     start = time.perf_counter()
     if entry == "cli":
@@ -217,11 +218,10 @@ def measure_overhead(
     from rsfm import predict_raster
     from rsfm.data.tiling import TileGrid
     from rsfm.inference.inputs import check_input
-    from rsfm.inference.model import load_tile_model
+    from rsfm.inference.predictor import Predictor
     from rsfm.inference.reader import iter_tile_batches
 
-    model = load_tile_model(checkpoint)
-    model.probe(options["tile_size"])
+    model = Predictor.load(checkpoint)
     source = check_input(raster, model.in_chans)
     grid = TileGrid(source.width, source.height, options["tile_size"], options["overlap"])
     batches = list(iter_tile_batches(source, grid, options["batch_size"]))

@@ -50,8 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", required=True, help="rsfm task checkpoint (.ckpt)")
     parser.add_argument("--output", required=True, help="output GeoTIFF (one input) or directory (several)")
     parser.add_argument("--vector", help="polygons: .gpkg or .geojson file (one input) or directory (several)")
-    parser.add_argument("--tile-size", type=int, default=512, help="tile side in pixels (default 512)")
-    parser.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
+    parser.add_argument(
+        "--tile-size", type=int, help="tile side in pixels (default: the checkpoint's training size, else 512)"
+    )
+    parser.add_argument(
+        "--overlap", type=int, help="pixels shared by neighbouring tiles (default: min(64, tile size / 4))"
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")
     parser.add_argument("--bands", type=_band_list, help="1-based input bands in model order, e.g. 3,2,1")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from rsfm.data.io import IMAGE_EXTENSIONS, RASTER_EXTENSIONS, ImageReadError, read_image
 from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
 from rsfm.data.samples import shorten
-from rsfm.data.segmentation import IGNORE_INDEX, building_train_transform, make_sample, mask_value_set
+from rsfm.data.segmentation import IGNORE_INDEX, building_train_transform, make_sample, mask_value_set, model_band_mean
 
 __all__ = ["MASK_VALUES", "BuildingTileDataset", "BuildingTileDataModule", "check_mask_values", "read_mask"]
 
@@ -288,6 +288,10 @@ class BuildingTileDataModule(LightningDataModule):
             and metrics skip). ``setup`` reads every mask of the splits it prepares once and
             raises one ``ValueError`` naming the files whose values do not fit, with the
             option that does (e.g. "masks hold 0 and 255: set mask_values='0/255'").
+        nodata_p: probability that a training patch gets synthetic nodata (clouds or a straight
+            border, ``rsfm.data.segmentation.RandomNodata``) set to the model's band mean and
+            left out of the loss, as tiled inference fills nodata; 0 disables it. The mean is
+            read from the task when training starts.
 
     After ``setup("fit")``, ``pixel_range`` describes the raw training pixels.
     """
@@ -307,6 +311,7 @@ class BuildingTileDataModule(LightningDataModule):
         num_workers: int = 0,
         bands: Optional[List[int]] = None,
         mask_values: MaskValues = "0/1",
+        nodata_p: float = 0.0,
     ) -> None:
         super().__init__()
         _mask_meaning(mask_values)
@@ -314,7 +319,9 @@ class BuildingTileDataModule(LightningDataModule):
         self.save_hyperparameters(logger=False)
         self.hparams.root = str(root)  # checkpoints hold plain types, so resuming loads weights-only
         self.root = Path(root)
-        self.train_transform = building_train_transform(patch_size, scale_range)
+        if not 0 <= nodata_p <= 1:
+            raise ValueError(f"nodata_p is a probability, between 0 and 1; got {nodata_p}")
+        self.train_transform = building_train_transform(patch_size, scale_range)  # nodata joins at setup
         self.val_batch_size = val_batch_size or batch_size
         self._checked_masks: Set[Path] = set()
         self._pixel_range: Optional[Dict[str, Any]] = None
@@ -364,6 +371,11 @@ class BuildingTileDataModule(LightningDataModule):
     def setup(self, stage: str) -> None:
         datasets = []
         if stage == "fit":
+            if self.hparams.nodata_p > 0:
+                hp = self.hparams
+                self.train_transform = building_train_transform(
+                    hp.patch_size, hp.scale_range, hp.nodata_p, model_band_mean(self)
+                )
             self.train_dataset = self._dataset(self.hparams.train_split, self.train_transform)
             self._pixel_range = None
             datasets.append(self.train_dataset)

@@ -29,7 +29,7 @@ from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
 from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
 from rsfm.data.samples import shorten
-from rsfm.data.segmentation import IGNORE_INDEX, building_train_transform, make_sample, mask_value_set
+from rsfm.data.segmentation import IGNORE_INDEX, building_train_transform, make_sample, mask_value_set, model_band_mean
 
 __all__ = [
     "VECTOR_SUFFIXES",
@@ -303,6 +303,10 @@ class BuildingGeoDataModule(LightningDataModule):
             value) and of unlabelled pixels (``None``: only nodata); see
             ``building_geo_dataset``. ``setup`` reads the mask rasters once and refuses values
             that these would turn into wrong labels.
+        nodata_p: probability that a training patch gets synthetic nodata (clouds or a straight
+            border, ``rsfm.data.segmentation.RandomNodata``) set to the model's band mean and
+            left out of the loss, as tiled inference fills nodata; 0 disables it. The mean is
+            read from the task when training starts.
 
     After ``setup("fit")``, ``pixel_range`` describes the raw training pixels.
     """
@@ -327,6 +331,7 @@ class BuildingGeoDataModule(LightningDataModule):
         res: Optional[float] = None,
         building_value: Optional[int] = None,
         ignore_value: Optional[int] = None,
+        nodata_p: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -336,7 +341,9 @@ class BuildingGeoDataModule(LightningDataModule):
             raise ValueError("give both val_images and val_labels, or neither (then val_fraction is used)")
         if val_images is None and not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        self.train_transform = building_train_transform(patch_size, scale_range)
+        if not 0 <= nodata_p <= 1:
+            raise ValueError(f"nodata_p is a probability, between 0 and 1; got {nodata_p}")
+        self.train_transform = building_train_transform(patch_size, scale_range)  # nodata joins at setup
         self._pixel_range: Optional[Dict[str, Any]] = None
 
     @property
@@ -384,6 +391,10 @@ class BuildingGeoDataModule(LightningDataModule):
         hp = self.hparams
         if stage == "fit":
             self._pixel_range = None
+            if hp.nodata_p > 0:
+                self.train_transform = building_train_transform(
+                    hp.patch_size, hp.scale_range, hp.nodata_p, model_band_mean(self)
+                )
         if stage in ("fit", "validate"):
             if hp.val_images is None:
                 train_area = self._dataset(hp.images, hp.labels, self.train_transform)

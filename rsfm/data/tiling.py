@@ -28,8 +28,9 @@ class TileGrid:
     """Square tiles of ``tile_size`` pixels laid every ``tile_size - overlap`` pixels.
 
     The first tile starts at pixel (0, 0); tiles of the last row and column may reach past the
-    raster and are completed by reflect padding when read. Every pixel is covered, and two
-    neighbouring tiles share exactly ``overlap`` pixels.
+    raster (tiled inference then moves a segmentation model's view back onto the raster, see
+    ``rsfm.inference.crops``, and reflect-pads a scene model's tile). Every pixel is covered,
+    and two neighbouring tiles share exactly ``overlap`` pixels.
 
     Args:
         width: raster width in pixels.

@@ -29,7 +29,7 @@ from rsfm.inference.errors import InferenceIOError, error_reason, write_fix
 from rsfm.inference.inputs import PathLike, RasterInput, check_input, expand_inputs
 from rsfm.inference.outputs import OutputEncoding, OutputType
 from rsfm.inference.predictor import SEGMENTATION, Predictor
-from rsfm.inference.reader import TileBatch, iter_tile_batches
+from rsfm.inference.reader import Crop, CropBatch, TileBatch, iter_crop_batches, iter_tile_batches
 from rsfm.inference.resume import file_identity, temporary_path
 from rsfm.inference.vectorize import partial_vector_path, vector_driver, vector_side_files, write_polygons
 from rsfm.inference.writer import OutputSpec, PartialRaster, cog_path, cog_side_files, partial_path, state_path
@@ -280,6 +280,26 @@ def _output_spec(
     return OutputSpec(width=grid.cols, height=grid.rows, transform=transform, block_size=None, **common)
 
 
+def _predict_crops(model: Predictor, batch: CropBatch, tile_size: int, batch_size: int) -> np.ndarray:
+    """Probabilities (tiles, channels, tile_size, tile_size) of a batch's windows from the model
+    run on its crops: crops of one shape go through the model together, ``batch_size`` at a time,
+    in the order the batch lists them (so a resumed run computes exactly what an uninterrupted
+    one did). Pixels that no crop predicts (nodata, past the raster) are 0."""
+    probabilities = np.zeros((len(batch.tiles), model.num_outputs, tile_size, tile_size), dtype=np.float32)
+    shapes: Dict[Tuple[int, ...], List[Crop]] = {}
+    for crop in batch.crops:
+        shapes.setdefault(crop.pixels.shape, []).append(crop)
+    for crops in shapes.values():
+        for start in range(0, len(crops), batch_size):
+            group = crops[start : start + batch_size]
+            predicted = model(np.stack([crop.pixels for crop in group]), np.stack([crop.valid for crop in group]))
+            for crop, values in zip(group, predicted):
+                for use in crop.uses:
+                    window = probabilities[use.tile][(slice(None), *use.window)]
+                    np.copyto(window, values[(slice(None), *use.crop)], where=use.take)
+    return probabilities
+
+
 def _run_tiles(
     job: _Job,
     grid: TileGrid,
@@ -294,7 +314,8 @@ def _run_tiles(
     """Predict the tiles not yet written: a reader thread reads, this thread runs the model, a
     writer thread blends and writes. Batches are fixed groups of the tile sequence (see
     :func:`rsfm.inference.reader.first_batch_tile`), so the tiles of rows before ``first_row`` in the first batch are
-    predicted again and dropped."""
+    predicted again and dropped. Segmentation models run on the rectangles of valid data of
+    each window (:mod:`rsfm.inference.crops`), scene models on whole windows."""
     from tqdm.auto import tqdm
 
     segmentation = model.kind == SEGMENTATION
@@ -303,7 +324,7 @@ def _run_tiles(
     nodata_pixel = np.zeros((1, 1), dtype=bool)
     valid_pixel = np.ones((1, 1), dtype=bool)
 
-    def write(item: Tuple[TileBatch, Optional[np.ndarray]]) -> None:
+    def write(item: Tuple[Union[TileBatch, CropBatch], Optional[np.ndarray]]) -> None:
         batch, probabilities = item
         results = list(zip(batch.tiles, probabilities if probabilities is not None else [], batch.valid))
         results += [(tile, None, None) for tile in batch.skipped]
@@ -331,9 +352,16 @@ def _run_tiles(
     )
     writer = Worker(write)
     try:
-        with Prefetcher(lambda: iter_tile_batches(job.source, grid, batch_size, first_row)) as batches:
+        read = iter_crop_batches if segmentation else iter_tile_batches
+        with Prefetcher(lambda: read(job.source, grid, batch_size, first_row)) as batches:
             for batch in batches:
-                probabilities = model(batch.pixels, batch.valid) if batch.tiles else None
+                probabilities = None
+                if batch.tiles:
+                    probabilities = (
+                        _predict_crops(model, batch, grid.tile_size, batch_size)
+                        if segmentation
+                        else model(batch.pixels, batch.valid)
+                    )
                 writer.submit((batch, probabilities))
                 new = sum(1 for row, _ in batch.tiles + batch.skipped if row >= first_row)
                 done += new
@@ -557,8 +585,12 @@ def predict_raster(
     transform); scene-classification checkpoints give one pixel per tile, on a grid of
     ``tile_size - overlap`` input pixels centred on the tiles. Overlapping tiles are blended
     with smooth weights; nodata/masked input pixels are nodata (255) in the output and tiles
-    without valid pixels are not run. Outputs are written as ``<name>.partial.tif`` and
-    renamed when complete.
+    without valid pixels are not run. A segmentation model runs on the valid data of each tile
+    (:mod:`rsfm.inference.crops`): a region of valid pixels that fits in a tile is taken whole,
+    so imagery surrounded by nodata is predicted as it would be alone, and a larger one gets a
+    full tile moved onto it, so nodata borders and the raster's edges look like image edges
+    (nothing is padded); only nodata inside a region is filled with the band mean. Outputs are
+    written as ``<name>.partial.tif`` and renamed when complete.
 
     Before any work, every input is checked (readable to its last block, bands, a sample of
     its pixels against the model's training pixels), every file the run would write (outputs,
@@ -577,8 +609,8 @@ def predict_raster(
         tile_size: tile side in pixels; default: the checkpoint's training image or patch size
             (its input contract), 512 when it records none.
         overlap: pixels shared by neighbouring tiles (at most ``tile_size // 2``; default
-            ``min(64, tile_size // 4)``). Tiled results equal whole-image inference when the
-            model's receptive-field radius is at most ``overlap // 4`` pixels.
+            ``min(64, tile_size // 4)``). Tiled results equal inference on the whole valid
+            area when the model's receptive-field radius is at most ``overlap // 4`` pixels.
         batch_size: tiles per forward pass (consecutive tiles in row-major order).
         bands: 1-based input bands to use, in model order (default: the checkpoint's bands, else all
             but alpha).
