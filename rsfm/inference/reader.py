@@ -5,6 +5,7 @@ on (:func:`iter_crop_batches`, placed by :func:`rsfm.inference.crops.plan_crops`
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -115,6 +116,19 @@ def first_batch_tile(grid: TileGrid, batch_size: int, first_row: int) -> int:
     return (first_row * grid.cols // batch_size) * batch_size
 
 
+@contextlib.contextmanager
+def _reading(source: RasterInput) -> Iterator[None]:
+    """Turn GDAL's read errors into one :class:`InferenceIOError` naming the input."""
+    try:
+        yield
+    except (RasterioIOError, CPLE_BaseError) as error:
+        raise InferenceIOError(
+            source.path,
+            f"cannot read pixels: {error_reason(error)}",
+            "the file is truncated, damaged or gone; fetch it again",
+        ) from error
+
+
 def iter_tile_batches(source: RasterInput, grid: TileGrid, batch_size: int, first_row: int = 0) -> Iterator[TileBatch]:
     """Read the tiles of ``grid`` in batches, from the batch holding tile row ``first_row``.
 
@@ -132,14 +146,8 @@ def iter_tile_batches(source: RasterInput, grid: TileGrid, batch_size: int, firs
     Raises:
         InferenceIOError: the raster cannot be read (damaged, or gone since it was checked).
     """
-    try:
+    with _reading(source):
         yield from _read_tile_batches(source, grid, batch_size, first_row)
-    except (RasterioIOError, CPLE_BaseError) as error:
-        raise InferenceIOError(
-            source.path,
-            f"cannot read pixels: {error_reason(error)}",
-            "the file is truncated, damaged or gone; fetch it again",
-        ) from error
 
 
 def _read_tile_batches(source: RasterInput, grid: TileGrid, batch_size: int, first_row: int) -> Iterator[TileBatch]:
@@ -219,14 +227,8 @@ def iter_crop_batches(source: RasterInput, grid: TileGrid, batch_size: int, firs
     Raises:
         InferenceIOError: the raster cannot be read (damaged, or gone since it was checked).
     """
-    try:
+    with _reading(source):
         yield from _read_crop_batches(source, grid, batch_size, first_row)
-    except (RasterioIOError, CPLE_BaseError) as error:
-        raise InferenceIOError(
-            source.path,
-            f"cannot read pixels: {error_reason(error)}",
-            "the file is truncated, damaged or gone; fetch it again",
-        ) from error
 
 
 # a rectangle planned for a window: its raster bounds (top, bottom, left, right), the window's
