@@ -26,6 +26,7 @@ _LAZY = {
     "BuildingTileDataModule": "rsfm.data",
     "BuildingGeoDataModule": "rsfm.data.geo",
     "export_backbone": "rsfm.tasks.export",
+    "export_onnx": "rsfm.tasks.onnx",
     "predict_raster": "rsfm.inference",
     "BuildingExtractor": "rsfm.building_extractor",
     "BuildingPrediction": "rsfm.building_extractor",

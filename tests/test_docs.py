@@ -33,6 +33,7 @@ PAGES = [
     "docs/howto/pretrain_millionaid.md",
     "docs/howto/finetune_scene.md",
     "docs/howto/multi_gpu.md",
+    "docs/howto/deploy.md",
     "docs/troubleshooting.md",
     "docs/security.md",
     "docs/architecture.md",

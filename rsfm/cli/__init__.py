@@ -23,6 +23,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "predict": (LIGHTNING, "run a datamodule's predict split through a model"),
     "models": ("rsfm.cli.models:main", "list the registered ViTAEv2 backbones and their sizes"),
     "export-backbone": ("rsfm.cli.export:main", "write a trained task's backbone weights for create_model/fine-tuning"),
+    "export": ("rsfm.cli.export_onnx:main", "write a trained task as a self-describing ONNX model (raw pixels in)"),
     "predict-raster": ("rsfm.cli.predict_raster:main", "tiled inference on whole GeoTIFF scenes (rasters + polygons)"),
     "demo": ("rsfm.cli.demo:main", "train on the sample embedded in the repository and map it (make demo)"),
 }

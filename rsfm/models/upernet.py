@@ -25,7 +25,9 @@ __all__ = ["PyramidPoolingModule", "UperNetDecoder", "SegmentationModel"]
 
 
 def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
+    # Symbolic sizes (torch.export, ONNX export) always interpolate, an identity at equal sizes:
+    # comparing them would bake the example input's size into the graph.
+    if all(isinstance(value, int) for value in (*x.shape[-2:], *size)) and tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 

@@ -69,7 +69,9 @@ def pad_bottom_right(x: torch.Tensor, multiple: int, channels_last: bool) -> tor
     else:
         height, width = x.shape[2], x.shape[3]
     pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    if pad_h == 0 and pad_w == 0:
+    # Symbolic sizes (torch.export, ONNX export) always pad, by zero rows when nothing is
+    # missing: testing for zero would bake the example input's size into the graph.
+    if isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0:
         return x
     if channels_last:
         return F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
@@ -102,7 +104,11 @@ def window_merge(windows: torch.Tensor, window_size: int, height: int, width: in
         .transpose(2, 3)
         .reshape(batch, rows * window_size, cols * window_size, windows.shape[-1])
     )
-    if rows * window_size != height or cols * window_size != width:
+    # Symbolic sizes always crop (a no-op crop when nothing was padded), as in pad_bottom_right.
+    if not (isinstance(height, int) and isinstance(width, int)) or (rows * window_size, cols * window_size) != (
+        height,
+        width,
+    ):
         out = out[:, :height, :width].contiguous()
     return out
 
