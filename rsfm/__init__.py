@@ -1,7 +1,9 @@
 """rsfm: remote-sensing foundation models.
 
 The public API is imported lazily: ``import rsfm`` is cheap, and the first use of e.g.
-``rsfm.create_model`` imports torch and timm.
+``rsfm.create_model`` imports torch and timm. ``SceneClassifier``, ``BuildingExtractor`` and
+``predict_raster`` also run models exported to ONNX, and then need no torch (``rsfm[runtime]``);
+the other names need PyTorch (``rsfm[torch]``) and say so when it is missing.
 """
 
 from __future__ import annotations
@@ -39,7 +41,14 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'rsfm' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
+    try:
+        value = getattr(importlib.import_module(module), name)
+    except ImportError as error:
+        from rsfm.inference.errors import is_missing_torch, needs_torch
+
+        if is_missing_torch(error):
+            raise needs_torch(f"rsfm.{name}") from error
+        raise
     globals()[name] = value
     return value
 

@@ -4,7 +4,8 @@ The torchvision wheel on CPU-only machines may be a CUDA build whose native libr
 load next to a CPU torch; ``import torchvision`` then fails with "operator torchvision::nms
 does not exist". When that happens we register a pure-torch ``nms`` under torchvision's
 operator name so that the Python package imports and ``torchvision.ops.nms`` still works.
-With a working native library this module only sets environment defaults.
+With a working native library this module only sets environment defaults, and without torch
+(an install that only runs ONNX models) it does nothing else either.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError:  # an install without PyTorch (rsfm[runtime]): no torchvision either, nothing to fix
+    torch = None
 
 
 def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -70,6 +75,6 @@ def _install_nms_fallback() -> None:
 
 
 _LIBRARY = None
-NATIVE_TORCHVISION = _native_torchvision_loads()
+NATIVE_TORCHVISION = torch is None or _native_torchvision_loads()
 if not NATIVE_TORCHVISION:
     _install_nms_fallback()

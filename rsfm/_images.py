@@ -1,24 +1,36 @@
-"""Turning what users pass to the predictors (paths, numpy arrays, tensors) into arrays."""
+"""Turning what users pass to the predictors (paths, numpy arrays, tensors) into arrays.
+
+Tensors are accepted without importing torch: an object can only be a ``torch.Tensor`` when
+torch is already imported, so an install without PyTorch (ONNX models) never loads it here.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 
 from rsfm.data.io import read_image
 
-ImageInput = Union[str, os.PathLike, np.ndarray, torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+ImageInput = Union[str, os.PathLike, np.ndarray, "torch.Tensor"]
+
+
+def _is_tensor(value: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def as_image_list(images: Union[ImageInput, Sequence[ImageInput]]) -> List[Any]:
     """One image or a sequence of them; a 4-D array or tensor is a batch."""
-    if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
+    if (isinstance(images, np.ndarray) or _is_tensor(images)) and images.ndim == 4:
         return list(images)
-    if isinstance(images, (str, os.PathLike, np.ndarray, torch.Tensor)):
+    if isinstance(images, (str, os.PathLike, np.ndarray)) or _is_tensor(images):
         return [images]
     return list(images)
 
@@ -40,7 +52,7 @@ def as_image_array(
     """
     if isinstance(image, (str, os.PathLike)):
         array, name = read_image(image, bands), str(Path(image))
-    elif isinstance(image, torch.Tensor):
+    elif _is_tensor(image):
         if image.ndim != 3:
             raise ValueError(f"image {position}: a tensor must be (bands, H, W), got shape {tuple(image.shape)}")
         array, name = image.detach().cpu().numpy().transpose(1, 2, 0), f"image {position}"

@@ -1,6 +1,7 @@
-"""``rsfm.BuildingExtractor``: building masks for images in memory with a trained checkpoint.
+"""``rsfm.BuildingExtractor``: building masks for images in memory with a trained checkpoint
+or its ONNX export.
 
-    extractor = rsfm.BuildingExtractor.load("buildings.ckpt")
+    extractor = rsfm.BuildingExtractor.load("buildings.ckpt")  # or "buildings.onnx"
     prediction = extractor.predict(image)[0]   # image: (H, W, bands) numpy, raw pixel values
     prediction.mask, prediction.probability
 
@@ -13,15 +14,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Sequence, Union
+from typing import TYPE_CHECKING, Any, List, Sequence, Union
 
 import numpy as np
-import torch
 
 from rsfm._images import ImageInput
-from rsfm.inference.predictor import Predictor, PredictorView
-from rsfm.tasks.base import BaseTask, load_task
+from rsfm.inference.predictor import BasePredictor, Predictor, PredictorView, load_predictor
 from rsfm.tasks.contract import SEGMENTATION
+
+if TYPE_CHECKING:
+    from rsfm.tasks.base import BaseTask
 
 __all__ = ["BuildingExtractor", "BuildingPrediction"]
 
@@ -39,11 +41,19 @@ class BuildingPrediction:
     probability: np.ndarray
 
 
+def _check_threshold(threshold: float) -> None:
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+
+
 class BuildingExtractor(PredictorView):
-    """Building extraction with a trained checkpoint: a view of :class:`rsfm.inference.Predictor`.
+    """Building extraction with a trained checkpoint: a view of a predictor
+    (:class:`rsfm.inference.predictor.Predictor`, or ``OnnxPredictor`` for an exported model).
 
     Images keep their size (the model takes any size); they are read with the checkpoint's
     bands and normalised with its statistics, as ``rsfm predict-raster`` does for each tile.
+    Loaded from an ``.onnx`` file, the extractor runs with onnxruntime and needs no torch; it
+    then has no :attr:`task` (``AttributeError``) and its :attr:`device` is ``"cpu"`` or ``"cuda"``.
 
     Args:
         task: a trained building segmentation task (e.g. from ``rsfm.load_checkpoint``).
@@ -60,11 +70,10 @@ class BuildingExtractor(PredictorView):
         threshold: float = 0.5,
         strict: bool = False,
     ) -> None:
-        if not 0 < threshold < 1:
-            raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+        _check_threshold(threshold)
         if task.task_kind != SEGMENTATION or task.num_outputs != 1:
             raise ValueError(f"BuildingExtractor needs a binary segmentation task, got a {type(task).__name__}")
-        self.predictor = Predictor(task, strict=strict)
+        self.predictor: BasePredictor = Predictor(task, strict=strict)
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.threshold = threshold
 
@@ -72,20 +81,31 @@ class BuildingExtractor(PredictorView):
     def load(
         cls,
         checkpoint: Union[str, os.PathLike],
-        device: Union[str, torch.device] = "cpu",
+        device: Any = "cpu",
         threshold: float = 0.5,
         strict: bool = False,
     ) -> "BuildingExtractor":
-        """Load a ``.ckpt`` written by ``rsfm fit`` with a building segmentation task.
+        """Load a ``.ckpt`` written by ``rsfm fit`` with a building segmentation task, or an
+        ``.onnx`` model exported from one with ``rsfm export`` (run with onnxruntime).
+
+        Args:
+            checkpoint: the ``.ckpt`` or ``.onnx`` file; the suffix decides.
+            device: ``cpu``, ``cuda`` (``cuda:N``) or ``auto``; a ``torch.device`` for checkpoints.
+            threshold, strict: as for the constructor.
 
         Raises:
-            ValueError: naming the file, when it is not a building segmentation checkpoint.
+            FileNotFoundError: the file does not exist.
+            ImportError: the runtime is not installed (``rsfm[torch]`` for a ``.ckpt``,
+                ``rsfm[runtime]`` for an ``.onnx``).
+            ValueError: naming the file, when it is not a building segmentation model.
         """
-        task = load_task(checkpoint, map_location=device)
-        if task.task_kind != SEGMENTATION or task.num_outputs != 1:
-            raise ValueError(f"{checkpoint}: holds a {type(task).__name__}, not a building segmentation task")
-        extractor = cls(task, checkpoint=checkpoint, threshold=threshold, strict=strict)
-        extractor.predictor.fuse()  # the task is ours alone
+        _check_threshold(threshold)
+        predictor = load_predictor(checkpoint, device=device, strict=strict)
+        if predictor.kind != SEGMENTATION or predictor.num_outputs != 1:
+            held = type(predictor.task).__name__ if isinstance(predictor, Predictor) else f"{predictor.kind} model"
+            raise ValueError(f"{checkpoint}: holds a {held}, not a building segmentation task")
+        extractor = cls.__new__(cls)  # a view of this predictor; __init__ makes one from a task
+        extractor.predictor, extractor.checkpoint, extractor.threshold = predictor, Path(checkpoint), threshold
         return extractor
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[BuildingPrediction]:
@@ -112,7 +132,8 @@ class BuildingExtractor(PredictorView):
         return predictions
 
     def predict_raster(self, inputs: Any, output: Union[str, os.PathLike], **kwargs: Any) -> List[Any]:
-        """Map whole GeoTIFF scenes: ``rsfm.predict_raster`` with this extractor's checkpoint."""
+        """Map whole GeoTIFF scenes: ``rsfm.predict_raster`` with this extractor's checkpoint (or
+        ONNX model)."""
         if self.checkpoint is None:
             raise ValueError(
                 "predict_raster needs the checkpoint file: create the extractor with BuildingExtractor.load"

@@ -7,9 +7,11 @@ It sits above the layers it dispatches to: task checkpoints are rebuilt by the t
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Union
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["load_checkpoint"]
 
@@ -29,12 +31,30 @@ def load_checkpoint(
       with the file's classifier when it has one (``kwargs`` go to ``create_model``, e.g.
       ``num_classes``, ``in_chans``, ``features_only``).
 
+    ONNX models (``rsfm export``) hold no PyTorch module: they run with ``rsfm.SceneClassifier``,
+    ``rsfm.BuildingExtractor`` and ``rsfm.predict_raster``.
+
     Raises:
         FileNotFoundError / ValueError: naming the file, when it is missing or unreadable, or
-            when its weights fit no registered variant (pass ``model_name`` for other timm models).
+            when its weights fit no registered variant (pass ``model_name`` for other timm
+            models), or when it is an ONNX model.
+        ImportError: PyTorch is not installed (``pip install 'rsfm[torch]'``).
     """
-    from rsfm.models import load_backbone, load_checkpoint_file
-    from rsfm.tasks.base import is_task_checkpoint, load_task
+    from rsfm.inference.errors import is_missing_torch, needs_torch
+    from rsfm.inference.predictor import is_onnx_model
+
+    if is_onnx_model(path):
+        raise ValueError(
+            f"{path}: an ONNX model, not a PyTorch checkpoint; run it with rsfm.SceneClassifier.load, "
+            "rsfm.BuildingExtractor.load or rsfm.predict_raster"
+        )
+    try:
+        from rsfm.models import load_backbone, load_checkpoint_file
+        from rsfm.tasks.base import is_task_checkpoint, load_task
+    except ImportError as error:
+        if is_missing_torch(error):
+            raise needs_torch(f"{Path(path)}: loading a PyTorch checkpoint") from error
+        raise
 
     if is_task_checkpoint(load_checkpoint_file(path, map_location=map_location)):
         return load_task(path, map_location=map_location, **kwargs)

@@ -1,6 +1,6 @@
-"""``rsfm.SceneClassifier``: classify scene images with a trained checkpoint.
+"""``rsfm.SceneClassifier``: classify scene images with a trained checkpoint or its ONNX export.
 
-classifier = rsfm.SceneClassifier.load("runs/scene_quickstart/.../last.ckpt")
+classifier = rsfm.SceneClassifier.load("runs/scene_quickstart/.../last.ckpt")  # or "scene.onnx"
 for prediction in classifier.predict(["a.jpg", "b.tif"]):
     print(prediction.label, prediction.probability)
 """
@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 
 from rsfm._images import ImageInput
-from rsfm.inference.predictor import Predictor, PredictorView
-from rsfm.tasks.base import BaseTask, load_task
+from rsfm.inference.predictor import BasePredictor, Predictor, PredictorView, load_predictor
 from rsfm.tasks.contract import CLASSIFICATION
+
+if TYPE_CHECKING:
+    from rsfm.tasks.base import BaseTask
 
 __all__ = ["ImageInput", "SceneClassifier", "ScenePrediction"]
 
@@ -42,11 +43,14 @@ class ScenePrediction:
 
 
 class SceneClassifier(PredictorView):
-    """Scene classification with a trained checkpoint: a view of :class:`rsfm.inference.Predictor`.
+    """Scene classification with a trained checkpoint: a view of a predictor
+    (:class:`rsfm.inference.predictor.Predictor`, or ``OnnxPredictor`` for an exported model).
 
     Images are read and resized exactly as for evaluation during training (the checkpoint's
     bands and ``image_size``, bicubic resize of the whole scene) and normalised with the
     statistics stored in the checkpoint; ``rsfm predict-raster`` prepares tiles the same way.
+    Loaded from an ``.onnx`` file, the classifier runs with onnxruntime and needs no torch; it
+    then has no :attr:`task` (``AttributeError``) and its :attr:`device` is ``"cpu"`` or ``"cuda"``.
 
     Args:
         task: a trained classification task (e.g. from ``rsfm.tasks.load_task``).
@@ -65,28 +69,38 @@ class SceneClassifier(PredictorView):
     ) -> None:
         if task.task_kind != CLASSIFICATION:
             raise ValueError(f"SceneClassifier needs a classification task, got a {type(task).__name__}")
-        self.predictor = Predictor(task, image_size=image_size, strict=strict)
+        self.predictor: BasePredictor = Predictor(task, image_size=image_size, strict=strict)
         self.batch_size = batch_size
 
     @classmethod
     def load(
         cls,
         checkpoint: Union[str, os.PathLike],
-        device: Union[str, torch.device] = "cpu",
+        device: Any = "cpu",
         image_size: Optional[int] = None,
         batch_size: int = 32,
         strict: bool = False,
     ) -> "SceneClassifier":
-        """Load a ``.ckpt`` written by ``rsfm fit`` with a scene classification task.
+        """Load a ``.ckpt`` written by ``rsfm fit`` with a scene classification task, or an
+        ``.onnx`` model exported from one with ``rsfm export`` (run with onnxruntime).
+
+        Args:
+            checkpoint: the ``.ckpt`` or ``.onnx`` file; the suffix decides.
+            device: ``cpu``, ``cuda`` (``cuda:N``) or ``auto``; a ``torch.device`` for checkpoints.
+            image_size, batch_size, strict: as for the constructor.
 
         Raises:
-            ValueError: naming the file, when it is not a scene classification checkpoint.
+            FileNotFoundError: the file does not exist.
+            ImportError: the runtime is not installed (``rsfm[torch]`` for a ``.ckpt``,
+                ``rsfm[runtime]`` for an ``.onnx``).
+            ValueError: naming the file, when it is not a scene classification model.
         """
-        task = load_task(checkpoint, map_location=device)
-        if task.task_kind != CLASSIFICATION:
-            raise ValueError(f"{checkpoint}: holds a {type(task).__name__}, not a scene classification task")
-        classifier = cls(task, image_size=image_size, batch_size=batch_size, strict=strict)
-        classifier.predictor.fuse()  # the task is ours alone
+        predictor = load_predictor(checkpoint, device=device, image_size=image_size, strict=strict)
+        if predictor.kind != CLASSIFICATION:
+            held = type(predictor.task).__name__ if isinstance(predictor, Predictor) else f"{predictor.kind} model"
+            raise ValueError(f"{checkpoint}: holds a {held}, not a scene classification task")
+        classifier = cls.__new__(cls)  # a view of this predictor; __init__ makes one from a task
+        classifier.predictor, classifier.batch_size = predictor, batch_size
         return classifier
 
     @property

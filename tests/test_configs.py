@@ -2,8 +2,10 @@
 
 Each config gets command-line overrides that point its data at the shared sample and shrink
 its model, so that the job is exercised in seconds on a CPU. Overrides are ``str.format``
-templates with the placeholders ``{data_dir}`` (the shared data folder), ``{tmp_path}`` and
-``{tiny_backbone}`` (a vitaev2_tiny_test backbone file). A new config needs an entry in
+templates with the placeholders ``{data_dir}`` (the shared data folder), ``{tmp_path}``,
+``{tiny_backbone}`` (a vitaev2_tiny_test backbone file) and ``{scene_teacher}`` /
+``{buildings_teacher}`` (task checkpoints for the distillation configs, written only for the
+configs that name them). A new config needs an entry in
 ``CONFIG_OVERRIDES`` (``test_every_config_has_overrides`` fails until it has one).
 """
 
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from rsfm.cli import main
 from rsfm.models import create_model
@@ -51,6 +54,12 @@ CONFIG_OVERRIDES = {
         "--data.init_args.patch_size=128",
     ],
     "scene_quickstart.yaml": ["--data.init_args.root={data_dir}/aid_150px", "--data.init_args.num_workers=0"],
+    "distill_scene_quickstart.yaml": [
+        "--data.init_args.root={data_dir}/aid_150px",
+        "--data.init_args.num_workers=0",
+        "--model.init_args.teacher_checkpoint={scene_teacher}",
+    ],
+    "distill_buildings_quickstart.yaml": [*_XIAMEN_TILES, "--model.init_args.teacher_checkpoint={buildings_teacher}"],
     "pretrain_millionaid_vitaev2_s.yaml": [
         *_SCENE_DATA,
         *_CPU,
@@ -78,6 +87,36 @@ def tiny_backbone(tmp_path: Path) -> Path:
     return path
 
 
+def _write_task_checkpoint(task, path: Path) -> Path:
+    """The entries of a checkpoint written by ``rsfm fit`` that ``load_task`` reads."""
+    checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}
+    task.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture
+def scene_teacher(data_dir: Path, tmp_path: Path) -> Path:
+    """An untrained vitaev2_tiny_test scene task with the AID sample's classes."""
+    from rsfm.data import SceneDataModule
+    from rsfm.tasks.classification import SceneClassificationTask
+
+    class_names = SceneDataModule(root=str(data_dir / "aid_150px")).class_names
+    task = SceneClassificationTask(
+        "vitaev2_tiny_test", class_names=class_names, in_chans=3, mean=[128.0] * 3, std=[64.0] * 3
+    )
+    return _write_task_checkpoint(task, tmp_path / "scene_teacher.ckpt")
+
+
+@pytest.fixture
+def buildings_teacher(tmp_path: Path) -> Path:
+    """An untrained vitaev2_tiny_test building task."""
+    from rsfm.tasks.segmentation import BuildingSegmentationTask
+
+    task = BuildingSegmentationTask("vitaev2_tiny_test", decoder_channels=16)
+    return _write_task_checkpoint(task, tmp_path / "buildings_teacher.ckpt")
+
+
 def test_every_config_has_overrides():
     configs = sorted(path.name for path in CONFIGS.glob("*.yaml"))
     assert configs, f"no configs in {CONFIGS}"
@@ -85,10 +124,13 @@ def test_every_config_has_overrides():
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG_OVERRIDES))
-def test_config_fast_dev_run(name, data_dir, tiny_backbone, tmp_path, monkeypatch, caplog):
+def test_config_fast_dev_run(name, data_dir, tiny_backbone, tmp_path, monkeypatch, caplog, request):
     monkeypatch.chdir(tmp_path)  # logs and checkpoints named in the config land here
     monkeypatch.setattr(sys, "argv", ["rsfm"])  # LightningCLI must see only the args below
     placeholders = dict(data_dir=data_dir, tmp_path=tmp_path, tiny_backbone=tiny_backbone)
+    for teacher in ("scene_teacher", "buildings_teacher"):
+        if any("{" + teacher + "}" in override for override in CONFIG_OVERRIDES[name]):
+            placeholders[teacher] = request.getfixturevalue(teacher)
     overrides = [override.format(**placeholders) for override in CONFIG_OVERRIDES[name]]
     lightning_logger = logging.getLogger("lightning.pytorch")  # may not propagate to the root logger
     lightning_logger.addHandler(caplog.handler)

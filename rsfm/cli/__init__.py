@@ -66,5 +66,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     target, _ = COMMANDS[command]
     if target == LIGHTNING:
         rest = [command, *rest]
-    result = _resolve(target)(rest)
+    try:
+        result = _resolve(target)(rest)
+    except ImportError as error:
+        from rsfm.inference.errors import is_missing_torch, needs_torch
+
+        if not is_missing_torch(error):
+            raise
+        # an install without PyTorch (rsfm[runtime]) runs ONNX models only
+        print(f"rsfm: error: {needs_torch(f'rsfm {command}')}", file=sys.stderr)
+        return 2
     return int(result or 0)

@@ -18,6 +18,7 @@ EPILOG = """examples:
   rsfm predict-raster scene.tif --checkpoint buildings.ckpt --output mask.tif --vector buildings.gpkg
   rsfm predict-raster 'tiles/*.tif' --checkpoint buildings.ckpt --output masks/ --resume
   rsfm predict-raster scenes/ --checkpoint buildings.ckpt --output masks/ --device cuda --devices 4
+  rsfm predict-raster scene.tif --checkpoint buildings.onnx --output mask.tif   (onnxruntime, no torch)
 
 Several GPUs or machines: the inputs are shared out file by file by Lightning Fabric's launcher,
 e.g. 'rsfm predict-raster scenes/ ... --devices 4', under SLURM
@@ -41,13 +42,18 @@ def _devices(text: str) -> object:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rsfm predict-raster",
-        description="Run a building-segmentation or scene-classification checkpoint over whole "
-        "GeoTIFF scenes, tile by tile, into georeferenced rasters and polygons.",
+        description="Run a building-segmentation or scene-classification checkpoint (or its ONNX export) "
+        "over whole GeoTIFF scenes, tile by tile, into georeferenced rasters and polygons.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="raster files, glob patterns or directories")
-    parser.add_argument("--checkpoint", required=True, help="rsfm task checkpoint (.ckpt)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="rsfm task checkpoint (.ckpt, PyTorch) or a model exported from one with 'rsfm export' "
+        "(.onnx, onnxruntime: --devices 1, --precision 32)",
+    )
     parser.add_argument("--output", required=True, help="output GeoTIFF (one input) or directory (several)")
     parser.add_argument("--vector", help="polygons: .gpkg or .geojson file (one input) or directory (several)")
     parser.add_argument(
@@ -99,7 +105,7 @@ def _return_large_blocks_to_the_system() -> None:
 
 
 def _run(args: argparse.Namespace) -> List["PredictionResult"]:
-    from rsfm.inference.predict import predict_raster  # heavy (torch, lightning): not for --help
+    from rsfm.inference.predict import predict_raster  # heavy (rasterio; torch for a .ckpt): not for --help
 
     return predict_raster(
         args.inputs,
@@ -152,7 +158,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             results = _run(args)
-    except (ValueError, OSError) as error:  # OSError: FileNotFoundError, rasterio's and rsfm's I/O errors
+    # OSError: FileNotFoundError, rasterio's and rsfm's I/O errors; ImportError: the model's runtime
+    # (PyTorch for a .ckpt, onnxruntime for an .onnx) is not installed
+    except (ValueError, OSError, ImportError) as error:
         parser.exit(2, f"rsfm predict-raster: error: {_one_line(error)}\n")
     except KeyboardInterrupt:
         parser.exit(

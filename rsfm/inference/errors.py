@@ -1,4 +1,5 @@
-"""I/O errors of tiled inference as one line for people: the file, the reason and the fix."""
+"""Errors of inference as one line for people: I/O errors (the file, the reason and the fix),
+and what to install when PyTorch is missing."""
 
 from __future__ import annotations
 
@@ -9,6 +10,22 @@ from typing import Any, Optional, Tuple
 
 _NOT_WRITABLE = (errno.EACCES, errno.EPERM)
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_TORCH_STACK = frozenset(
+    {
+        "albumentations",
+        "jsonargparse",
+        "lightning",
+        "lightning_fabric",
+        "pytorch_lightning",
+        "segmentation_models_pytorch",
+        "timm",
+        "torch",
+        "torchgeo",
+        "torchmetrics",
+        "torchvision",
+    }
+)
+"""Modules of the ``rsfm[torch]`` extra: the PyTorch training stack."""
 
 
 class InferenceIOError(OSError):
@@ -51,3 +68,16 @@ def write_fix(code: Optional[int], option: str) -> str:
     if code in _FULL:
         return f"the disk is full or a file-size limit was reached: free some space or choose another {option}"
     return f"check free disk space and write permission there, or choose another {option}"
+
+
+def is_missing_torch(error: BaseException) -> bool:
+    """Whether ``error`` says that a module of the PyTorch stack (``rsfm[torch]``) is not
+    installed, as opposed to an import that failed for another reason."""
+    name = getattr(error, "name", None)
+    return isinstance(error, ImportError) and isinstance(name, str) and name.split(".")[0] in _TORCH_STACK
+
+
+def needs_torch(what: str) -> ImportError:
+    """The error for ``what`` (e.g. ``"buildings.ckpt: a PyTorch checkpoint"``) on an install
+    without PyTorch: one line with the command that installs it."""
+    return ImportError(f"{what} needs PyTorch: pip install 'rsfm[torch]'")

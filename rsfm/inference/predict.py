@@ -25,10 +25,10 @@ from rasterio._err import CPLE_BaseError  # what rasterio raises for some GDAL e
 from rsfm.data.tiling import TileGrid
 from rsfm.inference.background import Prefetcher, Worker
 from rsfm.inference.blending import BlendAccumulator
-from rsfm.inference.errors import InferenceIOError, error_reason, write_fix
+from rsfm.inference.errors import InferenceIOError, error_reason, needs_torch, write_fix
 from rsfm.inference.inputs import PathLike, RasterInput, check_input, expand_inputs
 from rsfm.inference.outputs import OutputEncoding, OutputType
-from rsfm.inference.predictor import SEGMENTATION, Predictor
+from rsfm.inference.predictor import SEGMENTATION, BasePredictor, Predictor, is_onnx_model, load_predictor
 from rsfm.inference.reader import Crop, CropBatch, TileBatch, iter_crop_batches, iter_tile_batches
 from rsfm.inference.resume import file_identity, temporary_path
 from rsfm.inference.vectorize import partial_vector_path, vector_driver, vector_side_files, write_polygons
@@ -76,6 +76,55 @@ def _check_options(tile_size: int, overlap: int, batch_size: int, device: str, p
     if _PRECISIONS[precision] == "bf16-mixed" and device != "cuda":
         raise ValueError("--precision bf16 needs --device cuda; on the CPU use --precision 32")
     return _PRECISIONS[precision]
+
+
+def _check_onnx_options(checkpoint: Path, precision: str, devices: Union[int, str], num_nodes: int) -> None:
+    """What an ONNX model cannot do: onnxruntime runs it in this one process, at the precision
+    it was exported (or quantised) with; Lightning Fabric, which shares inputs out among
+    processes and casts to bf16, is for PyTorch checkpoints."""
+    if _PRECISIONS.get(precision) == "bf16-mixed":
+        raise ValueError(
+            f"{checkpoint}: --precision bf16 is for PyTorch checkpoints; an ONNX model runs at the precision it "
+            "was exported or quantised with (use --precision 32)"
+        )
+    if str(devices) != "1" or num_nodes != 1:
+        raise ValueError(
+            f"{checkpoint}: an ONNX model runs in one process (--devices 1 --num-nodes 1); for several GPUs run "
+            "one command per GPU on its share of the inputs (CUDA_VISIBLE_DEVICES=N), or use the .ckpt"
+        )
+
+
+def _cuda_available(checkpoint: Path) -> bool:
+    try:
+        import torch
+    except ImportError as error:
+        raise needs_torch(f"{checkpoint}: a task checkpoint (.ckpt)") from error
+    return torch.cuda.is_available()
+
+
+@dataclass(frozen=True)
+class _Processes:
+    """This process among those that share the inputs out, file by file."""
+
+    global_rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    barrier: Callable[[], None] = lambda: None
+
+
+def _launch_fabric(
+    model: Predictor, device: str, devices: Union[int, str], num_nodes: int, precision: str
+) -> _Processes:
+    """Start the processes of a PyTorch checkpoint with Lightning Fabric and move the model to
+    this process's device."""
+    from lightning.fabric import Fabric
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+        fabric = Fabric(accelerator=device, devices=devices, num_nodes=num_nodes, precision=precision)
+    fabric.launch()
+    model.to(fabric.device, fabric.autocast)
+    return _Processes(fabric.global_rank, fabric.world_size, fabric.local_rank, fabric.barrier)
 
 
 _FINAL, _RESUME_STATE, _TEMPORARY = "final", "resume state", "temporary"
@@ -260,7 +309,7 @@ def _check_outputs_writable(jobs: List[_Job]) -> None:
         _check_folder_writable(folder, option)
 
 
-def _check_pixels(jobs: List[_Job], model: Predictor) -> None:
+def _check_pixels(jobs: List[_Job], model: BasePredictor) -> None:
     """Compare a sample of each input's pixels with the pixels the model was trained on."""
     for job in jobs:
         if job.source.pixels is not None:
@@ -268,7 +317,7 @@ def _check_pixels(jobs: List[_Job], model: Predictor) -> None:
 
 
 def _output_spec(
-    source: RasterInput, grid: TileGrid, model: Predictor, encoding: OutputEncoding, tags: Dict[str, str]
+    source: RasterInput, grid: TileGrid, model: BasePredictor, encoding: OutputEncoding, tags: Dict[str, str]
 ) -> OutputSpec:
     common = dict(
         count=encoding.count, crs=source.crs, descriptions=encoding.descriptions, scales=encoding.scales, tags=tags
@@ -280,7 +329,7 @@ def _output_spec(
     return OutputSpec(width=grid.cols, height=grid.rows, transform=transform, block_size=None, **common)
 
 
-def _predict_crops(model: Predictor, batch: CropBatch, tile_size: int, batch_size: int) -> np.ndarray:
+def _predict_crops(model: BasePredictor, batch: CropBatch, tile_size: int, batch_size: int) -> np.ndarray:
     """Probabilities (tiles, channels, tile_size, tile_size) of a batch's windows from the model
     run on its crops: crops of one shape go through the model together, ``batch_size`` at a time,
     in the order the batch lists them (so a resumed run computes exactly what an uninterrupted
@@ -303,7 +352,7 @@ def _predict_crops(model: Predictor, batch: CropBatch, tile_size: int, batch_siz
 def _run_tiles(
     job: _Job,
     grid: TileGrid,
-    model: Predictor,
+    model: BasePredictor,
     encoding: OutputEncoding,
     partial: PartialRaster,
     batch_size: int,
@@ -434,7 +483,7 @@ def _space_left(folder: Path) -> str:
 
 def _predict_file(
     job: _Job,
-    model: Predictor,
+    model: BasePredictor,
     checkpoint: Path,
     made: _Made,
     *,
@@ -525,7 +574,7 @@ def _remove_outputs(job: _Job, made: _Made, keep_resume_state: bool) -> None:
 
 
 def _run_job(
-    job: _Job, model: Predictor, checkpoint: Path, stop: Optional[_CallerStop], *, resume: bool, **options: Any
+    job: _Job, model: BasePredictor, checkpoint: Path, stop: Optional[_CallerStop], *, resume: bool, **options: Any
 ) -> PredictionResult:
     """:func:`_predict_file`, cleaning up when it fails.
 
@@ -579,7 +628,8 @@ def predict_raster(
     progress: bool = True,
     progress_callback: Optional[ProgressCallback] = None,
 ) -> List[PredictionResult]:
-    """Run an rsfm task checkpoint over whole rasters, tile by tile.
+    """Run an rsfm model over whole rasters, tile by tile: a task checkpoint with PyTorch, or a
+    model exported from one (``rsfm export``) with onnxruntime, the same way and without torch.
 
     Segmentation checkpoints give a raster on the input's grid (same size, CRS and
     transform); scene-classification checkpoints give one pixel per tile, on a grid of
@@ -601,7 +651,9 @@ def predict_raster(
 
     Args:
         inputs: raster files, glob patterns or directories.
-        checkpoint: an rsfm task checkpoint (``.ckpt``); its normalisation and band count apply.
+        checkpoint: an rsfm task checkpoint (``.ckpt``, run with PyTorch) or an ONNX model written
+            by ``rsfm export`` (``.onnx``, run with onnxruntime; needs no torch); the suffix
+            decides. Its normalisation and band count apply.
         output: output GeoTIFF for one input; a directory (``<input stem>.tif`` inside) for
             several.
         vector: polygons of the predicted classes (segmentation only): a ``.gpkg`` or
@@ -614,8 +666,9 @@ def predict_raster(
         batch_size: tiles per forward pass (consecutive tiles in row-major order).
         bands: 1-based input bands to use, in model order (default: the checkpoint's bands, else all
             but alpha).
-        device: ``cpu``, ``cuda`` or ``auto`` (cuda when available).
-        precision: ``32`` or ``bf16`` (mixed precision, CUDA only).
+        device: ``cpu``, ``cuda`` or ``auto`` (cuda when available). For an ONNX model ``cuda`` is
+            onnxruntime's CUDA execution provider (the ``onnxruntime-gpu`` package).
+        precision: ``32`` or ``bf16`` (mixed precision, CUDA only; PyTorch checkpoints only).
         output_type: ``classes`` (class index + its probability) or ``probabilities`` (one
             band per class); probabilities are stored as uint8 ``round(p * 254)``.
         cog: write Cloud-Optimized GeoTIFFs with overviews.
@@ -628,7 +681,7 @@ def predict_raster(
             model was trained on (checkpoints that record them), instead of warning.
         devices: processes per node (GPUs), or ``"auto"``. With more than one process (or
             ``num_nodes > 1``) Lightning Fabric launches them and the inputs are shared out
-            file by file; a single raster is not split.
+            file by file; a single raster is not split. An ONNX model runs in one process.
         num_nodes: machines taking part (Lightning's cluster environments: SLURM, torchrun).
         progress: show a progress bar (tiles/s and time left) per input on stderr.
         progress_callback: called after every batch with (input, tiles done, tiles in the
@@ -639,11 +692,14 @@ def predict_raster(
 
     Raises:
         FileNotFoundError: an input or the checkpoint does not exist.
-        ValueError: invalid options or inputs: unreadable, truncated or damaged inputs, an
-            output that would overwrite an input or the checkpoint, outputs that exist without
-            ``overwrite``/``resume``, and with ``strict`` pixels unlike the training pixels
-            (:class:`rsfm.data.pixel_range.PixelRangeMismatch`). Raised before any tile is
-            predicted.
+        ImportError: the model's runtime is not installed (``rsfm[torch]`` for a ``.ckpt``,
+            ``rsfm[runtime]`` for an ``.onnx``).
+        ValueError: invalid options or inputs: a model file that is not what its suffix says,
+            options an ONNX model cannot take (``devices``, ``num_nodes``, bf16), unreadable,
+            truncated or damaged inputs, an output that would overwrite an input or the
+            checkpoint, outputs that exist without ``overwrite``/``resume``, and with ``strict``
+            pixels unlike the training pixels (:class:`rsfm.data.pixel_range.PixelRangeMismatch`).
+            Raised before any tile is predicted.
         InferenceIOError: an ``OSError`` naming the file and the fix: an output folder that
             cannot be written (before any tile is predicted), or a read or write that failed
             during the run (the message says whether partial outputs were removed or kept).
@@ -652,14 +708,16 @@ def predict_raster(
         PixelRangeWarning: an input's pixels differ from the training pixels (without ``strict``).
         UserWarning: an input has no CRS.
     """
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     output_type = OutputType(output_type)
     checkpoint = Path(checkpoint)
+    onnx = is_onnx_model(checkpoint)
+    if onnx:
+        _check_onnx_options(checkpoint, precision, devices, num_nodes)
+    elif device == "auto":
+        device = "cuda" if _cuda_available(checkpoint) else "cpu"
     files = expand_inputs(inputs)
-    model = Predictor.load(checkpoint, strict=strict)
+    # a checkpoint is loaded on the CPU and moved by Fabric; an ONNX session starts on its device
+    model = load_predictor(checkpoint, device=device if onnx else "cpu", strict=strict)
     tile_size = int(tile_size) if tile_size is not None else model.default_tile_size()
     overlap = int(overlap) if overlap is not None else min(64, tile_size // 4)
     batch_size = int(batch_size)
@@ -679,19 +737,8 @@ def predict_raster(
     _check_outputs_writable(jobs)
     stop = _CallerStop(progress_callback) if progress_callback is not None else None
 
-    from lightning.fabric import Fabric
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
-        fabric = Fabric(
-            accelerator=device,
-            devices=devices,
-            num_nodes=num_nodes,
-            precision=fabric_precision,
-        )
-    fabric.launch()
-    model.to(fabric.device, fabric.autocast)
-    for job in jobs[fabric.global_rank :: fabric.world_size]:
+    processes = _Processes() if onnx else _launch_fabric(model, device, devices, num_nodes, fabric_precision)
+    for job in jobs[processes.global_rank :: processes.world_size]:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # bounds the cache in every thread
             result = _run_job(
                 job,
@@ -707,10 +754,10 @@ def predict_raster(
                 min_area=min_area,
                 resume=resume,
                 progress=progress,
-                position=fabric.local_rank,
+                position=processes.local_rank,
                 progress_callback=stop,
             )
         results.append(result)
-    if fabric.world_size > 1:
-        fabric.barrier()
+    if processes.world_size > 1:
+        processes.barrier()
     return results

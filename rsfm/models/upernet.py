@@ -21,7 +21,7 @@ from torch import nn
 
 from rsfm.models.factory import create_model
 
-__all__ = ["PyramidPoolingModule", "UperNetDecoder", "SegmentationModel"]
+__all__ = ["AdaptiveAvgPool2d", "PyramidPoolingModule", "UperNetDecoder", "SegmentationModel", "adaptive_avg_pool2d"]
 
 
 def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -30,6 +30,54 @@ def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     if all(isinstance(value, int) for value in (*x.shape[-2:], *size)) and tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def _bin_sums(size: Union[int, torch.SymInt], bins: int, like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(bins, size) 0/1 matrix of which positions each adaptive-pooling bin covers, and the
+    (bins,) bin lengths, with PyTorch's bin edges: bin i spans
+    [floor(i * size / bins), ceil((i + 1) * size / bins))."""
+    index = torch.arange(bins, device=like.device)
+    start = torch.div(index * size, bins, rounding_mode="floor")
+    end = torch.div((index + 1) * size + bins - 1, bins, rounding_mode="floor")
+    position = torch.arange(size, device=like.device)
+    inside = (position >= start[:, None]) & (position < end[:, None])
+    return inside.to(like.dtype), (end - start).to(like.dtype)
+
+
+def adaptive_avg_pool2d(x: torch.Tensor, output_size: int) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, output_size)`` as two products with 0/1 bin matrices.
+
+    Same bins and values (to float rounding, ~1e-7 relative), and it exports with dynamic
+    height and width. The native op does not: torch's decomposition of it, which torch.export
+    and the ONNX exporter trace, branches on the example input's size (whether the bins divide
+    it, how long the longest bin is), so the graph averages the wrong pixels, or fails, at other
+    sizes. Slower than the native op in eager mode and lower precision under autocast, hence
+    only used while exporting (see :class:`AdaptiveAvgPool2d`).
+    """
+    rows, row_lengths = _bin_sums(x.shape[-2], output_size, x)
+    cols, col_lengths = _bin_sums(x.shape[-1], output_size, x)
+    sums = torch.matmul(torch.matmul(rows, x), cols.transpose(0, 1))
+    return sums / (row_lengths[:, None] * col_lengths[None, :])
+
+
+class AdaptiveAvgPool2d(nn.Module):
+    """``nn.AdaptiveAvgPool2d`` to a square grid that stays exact in exported graphs.
+
+    Eager mode runs the native op; torch.export and ONNX export trace
+    :func:`adaptive_avg_pool2d`, which computes the same bins for every input size.
+    """
+
+    def __init__(self, output_size: int) -> None:
+        super().__init__()
+        self.output_size = int(output_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+            return adaptive_avg_pool2d(x, self.output_size)
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
 
 
 class PyramidPoolingModule(nn.Module):
@@ -52,7 +100,7 @@ class PyramidPoolingModule(nn.Module):
         super().__init__()
         self.branches = nn.ModuleList(
             nn.Sequential(
-                nn.AdaptiveAvgPool2d(scale),
+                AdaptiveAvgPool2d(scale),
                 ConvNormAct(in_channels, channels, 1, norm_layer=norm_layer),
             )
             for scale in pool_scales

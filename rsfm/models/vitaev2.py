@@ -836,6 +836,7 @@ default_cfgs = generate_default_cfgs(
         ),
         "vitaev2_48m.untrained": _cfg(),
         "vitaev2_b.untrained": _cfg(),
+        "vitaev2_xs.untrained": _cfg(),
         "vitaev2_tiny_test.untrained": _cfg(input_size=(3, 64, 64), pool_size=(2, 2)),
     }
 )
@@ -920,6 +921,17 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
         rc_conv_groups=(1, 16, 32, 64),
         conv_groups=(1, 32, 64, 128),
     ),
+    # half the widths of S (head width 32 throughout), one block in the two high-resolution
+    # stages, where most of a CPU's time goes; S's depth in the low-resolution ones
+    "vitaev2_xs": dict(
+        embed_dims=(32, 64, 128, 256),
+        rc_embed_dims=(32, 32, 64, 128),
+        depths=(1, 1, 8, 2),
+        num_heads=(1, 2, 4, 8),
+        rc_num_heads=(1, 1, 2, 4),
+        rc_conv_groups=(1, 16, 32, 64),
+        conv_groups=(1, 32, 64, 128),
+    ),
     # the layout of the official reference model in tests; window 4 fits its 64 px input
     "vitaev2_tiny_test": dict(
         embed_dims=(8, 16, 32, 64),
@@ -970,6 +982,12 @@ def vitaev2_48m(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
 def vitaev2_b(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
     """ViTAEv2-B."""
     return _create_vitaev2("vitaev2_b", pretrained, **dict(VARIANTS["vitaev2_b"], **kwargs))
+
+
+@register_model
+def vitaev2_xs(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
+    """ViTAEv2-XS (4.6M parameters, 2.1 GFLOPs at 224 px): a small variant for CPUs, no pretrained weights."""
+    return _create_vitaev2("vitaev2_xs", pretrained, **dict(VARIANTS["vitaev2_xs"], **kwargs))
 
 
 @register_model

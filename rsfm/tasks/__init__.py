@@ -1,10 +1,32 @@
-"""Lightning tasks: scene classification and building segmentation."""
+"""Lightning tasks: scene classification and building segmentation.
+
+The task classes are imported on first use: the light modules of this package (the input
+contract, :mod:`rsfm.tasks.onnx_metadata`) run without torch, so that an install without
+PyTorch (``rsfm[runtime]``) can read exported models.
+"""
+
+import importlib
+from typing import Any
 
 from rsfm import _compat  # noqa: F401  (must run before lightning/timm import torchvision)
 
 # isort: split
-from rsfm.tasks.base import BaseTask, load_task, register_task
-from rsfm.tasks.classification import SceneClassificationTask
-from rsfm.tasks.segmentation import BuildingSegmentationTask
+
+_LAZY = {
+    "BaseTask": "rsfm.tasks.base",
+    "load_task": "rsfm.tasks.base",
+    "register_task": "rsfm.tasks.base",
+    "SceneClassificationTask": "rsfm.tasks.classification",
+    "BuildingSegmentationTask": "rsfm.tasks.segmentation",
+}
 
 __all__ = ["BaseTask", "BuildingSegmentationTask", "SceneClassificationTask", "load_task", "register_task"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rsfm.tasks' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

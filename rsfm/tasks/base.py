@@ -197,7 +197,8 @@ def _load_task_plugins() -> None:
 
 
 def _registered_task(path: Union[str, os.PathLike], name: Any) -> Type[BaseTask]:
-    import rsfm.tasks  # noqa: F401  (registers rsfm's own tasks)
+    import rsfm.tasks.classification  # noqa: F401  (registers rsfm's own tasks)
+    import rsfm.tasks.segmentation  # noqa: F401
 
     if isinstance(name, str) and name not in _TASKS:
         _load_task_plugins()
@@ -294,8 +295,8 @@ def load_task(
     The task class is looked up by the name the file records among registered tasks (see
     :func:`register_task`); nothing named in the file is imported. Its hyperparameters are
     checked against the class's constructor (names, plain data, types) before it is built;
-    ``overrides`` replace hyperparameters. The pretrained-backbone file used for training is not
-    read again.
+    ``overrides`` replace hyperparameters. The pretrained-backbone and teacher files used for
+    training are not read again.
 
     Args:
         path: the ``.ckpt`` file.
@@ -320,8 +321,9 @@ def load_task(
         )
     task_class = _registered_task(path, target)
     hparams = _checked_hyperparameters(path, task_class, checkpoint.get("hyper_parameters", {}))
-    if "backbone_checkpoint" in hparams:
-        hparams["backbone_checkpoint"] = None  # weights come from the state dict below
+    for name in ("backbone_checkpoint", "teacher_checkpoint"):  # inputs of training only
+        if name in hparams:
+            hparams[name] = None  # weights come from the state dict below; no teacher is read
     hparams.update(overrides)
     task = task_class(**hparams)
     if CONTRACT_KEY in checkpoint:  # files of rsfm 0.1 have none: their contract comes from the hyperparameters

@@ -30,6 +30,7 @@ from rsfm.models.factory import create_model
 from rsfm.tasks.base import BaseTask, _short, register_task
 from rsfm.tasks.confusion import save_confusion_matrix
 from rsfm.tasks.contract import CLASSIFICATION
+from rsfm.tasks.distillation import DistillationMixin, check_distillation_arguments
 
 __all__ = ["SceneClassificationTask"]
 
@@ -37,7 +38,7 @@ _REQUIRED = ("class_names", "in_chans", "mean", "std")
 
 
 @register_task
-class SceneClassificationTask(BaseTask):
+class SceneClassificationTask(DistillationMixin, BaseTask):
     """Scene classification ``LightningModule``.
 
     ``class_names``, ``in_chans``, ``mean``, ``std``, ``image_size``, ``bands`` and
@@ -78,6 +79,16 @@ class SceneClassificationTask(BaseTask):
         random_erase: probability of erasing a random box (per-pixel noise) in each image.
         ema_decay: keep an exponential moving average of the weights with this decay (e.g.
             0.9998); validation, test, prediction and ``export-backbone`` then use it.
+        teacher_checkpoint: a trained ``SceneClassificationTask`` checkpoint (same classes in the
+            same order, bands and pixel range) to distil from while fitting; read with
+            ``load_task``, frozen, never saved into this task's checkpoints. ``None``: no
+            distillation (``rsfm.tasks.distillation``, docs/howto/distill.md).
+        distill_alpha: weight of the distillation loss; the label loss gets ``1 - distill_alpha``.
+        distill_temperature: softmax temperature of the logit distillation (the loss is
+            multiplied by its square).
+        distill_feature_weight: weight of the feature distillation (1x1 adapters from the
+            student's pyramid to the teacher's at each common stride, MSE of channel-normalised
+            maps); 0 turns it off.
     """
 
     task_kind = CLASSIFICATION
@@ -111,9 +122,14 @@ class SceneClassificationTask(BaseTask):
         mixup_switch_prob: float = 0.5,
         random_erase: float = 0.25,
         ema_decay: Optional[float] = None,
+        teacher_checkpoint: Optional[str] = None,
+        distill_alpha: float = 0.5,
+        distill_temperature: float = 2.0,
+        distill_feature_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_distillation_arguments(distill_alpha, distill_temperature, distill_feature_weight)
         self.model: Optional[nn.Module] = None
         self.model_ema: Optional[ModelEmaV3] = None
         self._ema_step = -1
@@ -133,17 +149,18 @@ class SceneClassificationTask(BaseTask):
 
     def configure_model(self) -> None:
         """Lightning hook: take missing data-dependent arguments from the datamodule (see
-        ``BaseTask.configure_model``) and build the model."""
+        ``BaseTask.configure_model``), build the model and, when fitting with a
+        ``teacher_checkpoint``, load the teacher."""
         super().configure_model()
-        if self.model is not None:
-            return
-        missing = [name for name in _REQUIRED if self.hparams[name] is None]
-        if missing:
-            raise ValueError(
-                f"SceneClassificationTask needs {missing}: pass them as model arguments or train with a "
-                "datamodule that provides them (rsfm.data.SceneDataModule)"
-            )
-        self.configure_models()
+        if self.model is None:
+            missing = [name for name in _REQUIRED if self.hparams[name] is None]
+            if missing:
+                raise ValueError(
+                    f"SceneClassificationTask needs {missing}: pass them as model arguments or train with a "
+                    "datamodule that provides them (rsfm.data.SceneDataModule)"
+                )
+            self.configure_models()
+        self._configure_distillation()
 
     def configure_models(self) -> None:
         """Create the backbone (with pretrained weights), its EMA copy, losses and metrics."""
@@ -197,6 +214,7 @@ class SceneClassificationTask(BaseTask):
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         """Keep the checkpoint's classes and normalisation: the weights were trained with them."""
+        super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get("hyper_parameters", {})
         if saved.get("class_names") is not None and list(saved["class_names"]) != self.class_names:
             raise ValueError(
@@ -215,6 +233,10 @@ class SceneClassificationTask(BaseTask):
         if self.model is None:
             raise ValueError("the model is not built yet: give class_names, in_chans, mean and std")
         return self.model_ema.module if use_ema and self.model_ema is not None else self.model
+
+    def _pyramid_module(self) -> nn.Module:
+        """The classifier ``forward`` runs now (the EMA copy outside training), for distillation."""
+        return self.backbone_module(use_ema=not self.training)
 
     # forward and steps ------------------------------------------------------------------
 
@@ -245,7 +267,12 @@ class SceneClassificationTask(BaseTask):
             inputs, targets = self.mixup(inputs, labels)
         else:
             targets = mixup_target(labels, self.num_classes, smoothing=self.hparams.label_smoothing)
-        loss = self.train_loss(self.model(inputs), targets)
+        with self._student_pyramid() as student_maps:
+            logits = self.model(inputs)
+        loss = self.train_loss(logits, targets)
+        if self.distilling:  # the teacher sees the same augmented images, in raw pixel units
+            raw = inputs * self.norm_std + self.norm_mean
+            loss = self._add_distillation(loss, logits, student_maps, raw, batch_size=len(images))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
         self.log(
             "train/lr", max(group["lr"] for group in self.trainer.optimizers[0].param_groups), batch_size=len(images)
@@ -321,6 +348,8 @@ class SceneClassificationTask(BaseTask):
             weight_decay=hparams.weight_decay,
             layer_decay=hparams.layer_decay,
         )
+        for group in self._distillation_parameters():  # the feature adapters, before the schedule reads the groups
+            optimizer.add_param_group(group)
         scheduler = CosineLRScheduler(
             optimizer,
             t_initial=max(1, int(total_steps)),

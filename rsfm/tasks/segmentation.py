@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -11,11 +12,13 @@ import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler, PolyLRScheduler
 from timm.scheduler.scheduler import Scheduler
+from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex, BinaryPrecision, BinaryRecall
 
 from rsfm.models.upernet import SegmentationModel
 from rsfm.tasks.base import BaseTask, register_task
+from rsfm.tasks.distillation import DistillationMixin, check_distillation_arguments
 from rsfm.tasks.losses import BinarySegmentationLoss
 from rsfm.tasks.overlays import overlay_grid, save_overlay_grid
 
@@ -28,7 +31,7 @@ SCHEDULES = ("poly", "cosine")
 
 
 @register_task
-class BuildingSegmentationTask(BaseTask):
+class BuildingSegmentationTask(DistillationMixin, BaseTask):
     """Building / background segmentation: ``SegmentationModel`` (one logit per pixel).
 
     Args:
@@ -61,6 +64,16 @@ class BuildingSegmentationTask(BaseTask):
         min_lr_ratio: final learning rate as a fraction of ``lr``.
         num_overlays: validation samples drawn as PNG each epoch (0 disables), saved under
             ``<log dir>/overlays/`` (not during ``fast_dev_run``).
+        teacher_checkpoint: a trained ``BuildingSegmentationTask`` checkpoint (same bands, pixel
+            range and classes) to distil from while fitting; read with ``load_task``, frozen,
+            never saved into this task's checkpoints. ``None``: no distillation
+            (``rsfm.tasks.distillation``, docs/howto/distill.md).
+        distill_alpha: weight of the distillation loss; the label loss gets ``1 - distill_alpha``.
+        distill_temperature: temperature of the per-pixel logit distillation (the loss is
+            multiplied by its square); ``ignore_index`` pixels are left out.
+        distill_feature_weight: weight of the feature distillation (1x1 adapters from the
+            student's backbone pyramid to the teacher's at each common stride, MSE of
+            channel-normalised maps); 0 turns it off.
 
     ``bands``, ``image_size``, ``mask_values``, ``pixel_range`` and ``pixel_size`` left ``None``
     are taken from the datamodule when training starts (see ``BaseTask.configure_model``).
@@ -98,9 +111,14 @@ class BuildingSegmentationTask(BaseTask):
         poly_power: float = 1.0,
         min_lr_ratio: float = 0.0,
         num_overlays: int = 4,
+        teacher_checkpoint: Optional[Union[str, os.PathLike]] = None,
+        distill_alpha: float = 0.5,
+        distill_temperature: float = 2.0,
+        distill_feature_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_distillation_arguments(distill_alpha, distill_temperature, distill_feature_weight)
         if len(class_names) != 2:
             raise ValueError(
                 f"building segmentation is binary: class_names needs two names (label 0, label 1), "
@@ -127,6 +145,16 @@ class BuildingSegmentationTask(BaseTask):
             backbone_kwargs=hp.backbone_kwargs,
         )
 
+    def configure_model(self) -> None:
+        """Lightning hook: data-dependent arguments from the datamodule (``BaseTask``), then the
+        teacher when fitting with a ``teacher_checkpoint``."""
+        super().configure_model()
+        self._configure_distillation()
+
+    def _pyramid_module(self) -> nn.Module:
+        """The backbone whose pyramid feature distillation reads."""
+        return self.model.backbone
+
     def configure_losses(self) -> None:
         weights = self.hparams.losses if self.hparams.losses is not None else {"bce": 1.0, "dice": 1.0}
         self.criterion = BinarySegmentationLoss(weights, self.hparams.ignore_index)
@@ -149,9 +177,15 @@ class BuildingSegmentationTask(BaseTask):
         return self.model(x)
 
     def _shared_step(self, batch: Dict[str, torch.Tensor], stage: str) -> Dict[str, torch.Tensor]:
-        logits = self(self.normalize(batch["image"]))
+        distilling = stage == "train" and self.distilling
+        with self._student_pyramid() if distilling else contextlib.nullcontext([]) as student_maps:
+            logits = self(self.normalize(batch["image"]))
         loss, terms = self.criterion(logits, batch["mask"])
         batch_size = batch["image"].shape[0]
+        if distilling:
+            ignore_index = self.hparams.ignore_index
+            valid = None if ignore_index is None else batch["mask"] != ignore_index
+            loss = self._add_distillation(loss, logits, student_maps, batch["image"], batch_size, valid=valid)
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
         for name, value in terms.items():
             self.log(f"{stage}/loss_{name}", value, batch_size=batch_size, sync_dist=stage != "train")
@@ -226,6 +260,8 @@ class BuildingSegmentationTask(BaseTask):
         optimizer = create_optimizer_v2(
             self.model, opt="adamw", lr=hp.lr, weight_decay=hp.weight_decay, layer_decay=hp.layer_decay
         )
+        for group in self._distillation_parameters():  # the feature adapters, before the schedule reads the groups
+            optimizer.add_param_group(group)
         common = dict(
             t_initial=max(1, total_steps - warmup_steps),
             lr_min=hp.lr * hp.min_lr_ratio,

@@ -1,15 +1,25 @@
 """UperNet decoder and SegmentationModel: shapes, any size/bands, any timm backbone, freezing,
-stage-wise learning-rate decay and backbone initialisation from a checkpoint file."""
+stage-wise learning-rate decay, backbone initialisation from a checkpoint file, and pyramid
+pooling that stays exact in exported graphs."""
 
 import re
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from timm.models import group_parameters
 from timm.optim import create_optimizer_v2
 from torch import nn
 
-from rsfm.models.upernet import SegmentationModel, UperNetDecoder, _stage_of_parameters
+from rsfm.models.upernet import (
+    AdaptiveAvgPool2d,
+    PyramidPoolingModule,
+    SegmentationModel,
+    UperNetDecoder,
+    _stage_of_parameters,
+    adaptive_avg_pool2d,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -127,3 +137,43 @@ def test_backbone_initialised_from_an_exported_checkpoint(tmp_path) -> None:
     for (key, value), expected in zip(model.backbone.state_dict().items(), source.backbone.state_dict().values()):
         assert torch.equal(value, expected), key
     assert torch.all(next(model.backbone.parameters()) == 0.25)
+
+
+# Sizes whose pooling bins divide them or not, in either direction, and grids finer than the map.
+POOLED_SIZES = [(1, 1), (2, 3), (5, 7), (16, 16), (16, 22), (13, 17), (7, 9)]
+
+
+@pytest.mark.parametrize("bins", [1, 2, 3, 6])
+def test_exportable_pooling_has_the_native_bins(bins) -> None:
+    for height, width in POOLED_SIZES:
+        x = (torch.randn(2, 4, height, width) * 3).contiguous(memory_format=torch.channels_last)
+        expected = F.adaptive_avg_pool2d(x, bins)
+        torch.testing.assert_close(adaptive_avg_pool2d(x, bins), expected, rtol=0, atol=2e-6)
+        assert torch.equal(AdaptiveAvgPool2d(bins)(x), expected)  # eager mode runs the native op
+
+
+def test_pyramid_pooling_exports_exactly_at_sizes_unlike_the_example(tmp_path) -> None:
+    # torch's decomposition of adaptive_avg_pool2d branches on the example's size: the exported
+    # graph then averaged the wrong pixels (or failed) at other sizes.
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    module = PyramidPoolingModule(8, 4, pool_scales=(1, 2, 3, 6)).eval()
+    dynamic = torch.export.Dim.DYNAMIC
+    with torch.no_grad():
+        program = torch.onnx.export(
+            module,
+            (torch.randn(2, 8, 5, 7),),
+            dynamo=True,
+            input_names=["x"],
+            dynamic_shapes={"x": {0: dynamic, 2: dynamic, 3: dynamic}},
+            verbose=False,
+        )
+    program.save(str(tmp_path / "ppm.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "ppm.onnx"), providers=["CPUExecutionProvider"])
+    for height, width in POOLED_SIZES:
+        x = torch.randn(1, 8, height, width)
+        with torch.no_grad():
+            expected = module(x).numpy()
+        (got,) = session.run(None, {"x": x.numpy()})
+        assert got.shape == expected.shape
+        assert np.abs(got - expected).max() <= 1e-5, (height, width)

@@ -7,9 +7,9 @@ import timm
 import torch
 
 import rsfm.models  # noqa: F401  (registers the family)
-from rsfm.models.vitaev2 import NormalCell, ReductionCell
+from rsfm.models.vitaev2 import NormalCell, ReductionCell, infer_variant
 
-VARIANTS = ["vitaev2_tiny_test", "vitaev2_s", "vitaev2_48m", "vitaev2_b"]
+VARIANTS = ["vitaev2_tiny_test", "vitaev2_xs", "vitaev2_s", "vitaev2_48m", "vitaev2_b"]
 
 
 def _tiny(**kwargs):
@@ -42,6 +42,21 @@ def test_vitaev2_s_matches_official_size():
     assert model.feature_info[-1]["num_chs"] == 512
     maps = timm.create_model("vitaev2_s", features_only=True)(torch.randn(1, 3, 224, 224))
     assert [tuple(m.shape[1:]) for m in maps] == [(64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)]
+
+
+def test_vitaev2_xs_is_a_small_s():
+    """The CPU variant: S's cells at half the widths, under 6 M parameters with or without a head."""
+    backbone = timm.create_model("vitaev2_xs", num_classes=0)
+    assert sum(p.numel() for p in backbone.parameters()) <= 6_000_000
+    assert sum(p.numel() for p in timm.create_model("vitaev2_xs").parameters()) <= 6_000_000  # 1000 classes
+    assert backbone.embed_dims == [32, 64, 128, 256]
+    cells = [type(module).__name__ for module in backbone.modules()]
+    assert cells.count("ReductionCell") == 4 and cells.count("NormalCell") == 12
+    # normal cells attend with 32-wide heads (S: 64 at twice the width)
+    assert {module.attn.head_dim for module in backbone.modules() if isinstance(module, NormalCell)} == {32}
+    assert infer_variant(backbone.state_dict()) == "vitaev2_xs"
+    maps = timm.create_model("vitaev2_xs", features_only=True).eval()(torch.randn(1, 3, 50, 70))
+    assert [tuple(m.shape[1:]) for m in maps] == [(32, 13, 18), (64, 7, 9), (128, 4, 5), (256, 2, 3)]
 
 
 @pytest.mark.parametrize("height,width", [(64, 96), (65, 97), (33, 50), (17, 17), (7, 130)])

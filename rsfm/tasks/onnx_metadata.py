@@ -1,0 +1,122 @@
+"""What an rsfm ONNX model declares about itself, read with onnxruntime alone.
+
+``rsfm export`` (:mod:`rsfm.tasks.onnx`) writes one input ``pixels`` (raw pixels, float32,
+``(B, in_chans, H, W)``), one output ``logits`` and two ``metadata_props``: ``rsfm_contract`` (the
+JSON of :meth:`InputContract.to_dict`) and ``rsfm_task``. This module holds those names and
+reads them back. It imports neither torch nor the ``onnx`` package, so that a machine with
+only ``rsfm[runtime]`` (onnxruntime) installed can run exported models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Sequence, Union
+
+from rsfm.tasks.contract import InputContract
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+__all__ = [
+    "CONTRACT_METADATA_KEY",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "TASK_METADATA_KEY",
+    "contract_from_metadata",
+    "open_onnx_session",
+    "read_onnx_contract",
+]
+
+CONTRACT_METADATA_KEY = "rsfm_contract"
+TASK_METADATA_KEY = "rsfm_task"
+INPUT_NAME = "pixels"
+OUTPUT_NAME = "logits"
+RUNTIME_MISSING = "needs onnxruntime: pip install 'rsfm[runtime]'"
+
+
+def _export_fix(path: Path) -> str:
+    return f"export a task checkpoint with 'rsfm export CHECKPOINT --output {path.name}'"
+
+
+def open_onnx_session(
+    path: Union[str, os.PathLike],
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    optimize: bool = True,
+) -> "onnxruntime.InferenceSession":
+    """An onnxruntime session of an ONNX file, with errors that name the file.
+
+    Args:
+        path: the ``.onnx`` file.
+        providers: onnxruntime execution providers, most preferred first.
+        optimize: apply onnxruntime's graph optimisations (off when only the metadata is read).
+
+    Raises:
+        ImportError: onnxruntime is not installed.
+        FileNotFoundError: the file does not exist.
+        ValueError: naming the file, when onnxruntime cannot parse it as an ONNX model.
+    """
+    path = Path(path)
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ImportError(f"{path}: running an ONNX model {RUNTIME_MISSING}") from error
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: ONNX model not found ({_export_fix(path)})")
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: no warnings about unused initialisers
+    if not optimize:
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        return onnxruntime.InferenceSession(str(path), sess_options=options, providers=list(providers))
+    except Exception as error:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
+        raise ValueError(f"{path}: not a valid ONNX model ({_reason(error)}); {_export_fix(path)}") from error
+
+
+def _reason(error: Exception) -> str:
+    """onnxruntime's message without its prefix: ``[ONNXRuntimeError] : 7 : INVALID_PROTOBUF :
+    Load model from x failed:Protobuf parsing failed.`` -> ``Protobuf parsing failed.``"""
+    text = " ".join(str(error).split())
+    if text.startswith("[ONNXRuntimeError]"):
+        text = text.split(" : ")[-1]
+        text = text.partition("failed:")[2].strip() or text
+    return text or type(error).__name__
+
+
+def contract_from_metadata(metadata: Mapping[str, str], source: str) -> InputContract:
+    """The input contract in an ONNX model's metadata (``custom_metadata_map``).
+
+    Args:
+        metadata: the model's metadata, key -> string value.
+        source: the file, for messages.
+
+    Raises:
+        ValueError: naming ``source``, when the metadata carries no rsfm contract or a malformed
+            one.
+    """
+    if CONTRACT_METADATA_KEY not in metadata:
+        raise ValueError(
+            f"{source}: an ONNX model without rsfm metadata ('{CONTRACT_METADATA_KEY}'); {_export_fix(Path(source))}"
+        )
+    try:
+        data = json.loads(metadata[CONTRACT_METADATA_KEY])
+    except ValueError as error:
+        raise ValueError(f"{source}: '{CONTRACT_METADATA_KEY}' metadata is not JSON ({error})") from error
+    contract = InputContract.from_dict(data, source=source)
+    task = metadata.get(TASK_METADATA_KEY)
+    if task is not None and task != contract.task:
+        raise ValueError(f"{source}: '{TASK_METADATA_KEY}' says {task!r}, the contract says {contract.task!r}")
+    return contract
+
+
+def read_onnx_contract(path: Union[str, os.PathLike]) -> InputContract:
+    """The input contract written into an ONNX file by ``rsfm export``.
+
+    Raises:
+        ImportError: onnxruntime is not installed.
+        FileNotFoundError: the file does not exist.
+        ValueError: naming the file, when it is no ONNX model or carries no rsfm contract.
+    """
+    session = open_onnx_session(path, optimize=False)
+    return contract_from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
