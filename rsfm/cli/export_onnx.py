@@ -47,7 +47,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """``rsfm export CKPT --output model.onnx [--int8 --calibration DATA] [--validate DATA]``."""
     parser = argparse.ArgumentParser(
         prog="rsfm export",
-        description="Write a trained task checkpoint as an ONNX model that takes raw pixels (B, bands, H, W) "
+        description="Write a trained task checkpoint as an ONNX model that takes raw pixels (B, bands, H, W)\n"
         "float32 of any batch and size, and carries the input contract (bands, range, classes) in its metadata.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

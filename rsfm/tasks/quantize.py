@@ -2,12 +2,12 @@
 
 :func:`quantize_onnx` turns an FP32 model written by :func:`rsfm.tasks.onnx.export_onnx` into an
 INT8 one with ONNX Runtime's static quantization: QDQ format (QuantizeLinear/DequantizeLinear
-pairs around the quantized operators, which ONNX Runtime fuses into integer kernels), weights
-int8 per output channel, activations uint8 with ranges measured on calibration tiles drawn from
-the user's images or GeoTIFFs. Uint8 activations with int8 weights (U8S8) are what ONNX Runtime's
-x86 integer kernels are built around (VNNI's ``vpdpbusd`` multiplies uint8 by int8); on this
-project's models they kept accuracy as well as int8 activations and ran faster (see
-``docs/howto/deploy.md``).
+pairs around the quantized operators, which ONNX Runtime fuses into integer kernels), the matrix
+products (Conv, MatMul, Gemm) only, weights int8 per output channel, activations uint8 with
+ranges measured on calibration tiles drawn from the user's images or GeoTIFFs. Uint8 activations
+with int8 weights (U8S8) are what ONNX Runtime's x86 integer kernels are built around (VNNI's
+``vpdpbusd`` multiplies uint8 by int8); int8 activations measured the same accuracy on this
+project's models (measurements in ``docs/howto/deploy.md``).
 
 :func:`evaluate_onnx` measures a model on labelled data: top-1 accuracy of a scene classifier on
 class folders or a sample list, IoU (and F1) of the building class of a segmenter on image/mask
@@ -94,6 +94,10 @@ DEFAULT_CALIBRATION_METHOD = "minmax"
 DEFAULT_MAX_DROP = 0.01
 #: the tile side of a segmenter whose contract records no image size (as tiled inference)
 FALLBACK_TILE_SIZE = 512
+#: the operators quantized: the matrix products, where the time goes. Quantizing every operator
+#: ONNX Runtime can (also the residual Add/Mul, norms, softmax, resize) cost the building model
+#: 5.5-6 points of IoU in our measurements, these three nothing (docs/howto/deploy.md).
+QUANTIZED_OPERATORS = ("Conv", "MatMul", "Gemm")
 #: CPU flags of int8 dot-product instructions that ONNX Runtime's integer kernels use
 INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
@@ -796,6 +800,7 @@ def _quantize(source: Path, target: Path, tiles: Sequence[np.ndarray], method: s
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=getattr(CalibrationMethod, _METHOD_NAMES[method]),
+                op_types_to_quantize=list(QUANTIZED_OPERATORS),
                 # one batch per calibrator pass: the histogram methods keep every intermediate
                 # tensor of a pass in memory
                 extra_options={"CalibStridedMinMax": 1},
@@ -911,6 +916,7 @@ def quantize_onnx(
             "format": "QDQ",
             "weights": "int8, per output channel",
             "activations": "uint8, per tensor",
+            "operators": list(QUANTIZED_OPERATORS),
             "onnxruntime": ort.__version__,
             "calibration": {
                 "data": _describe_paths(calibration),
