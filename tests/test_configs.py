@@ -34,7 +34,7 @@ _XIAMEN_TILES = ["--data.init_args.root={data_dir}/xiamen_buildings", "--data.in
 _SPACENET = "{data_dir}/geotiff/spacenet_atlanta"
 
 CONFIG_OVERRIDES = {
-    "buildings_quickstart.yaml": _XIAMEN_TILES,
+    "buildings_quickstart.yaml": [*_XIAMEN_TILES, "--data.init_args.batch_size=2", "--data.init_args.val_batch_size=2"],
     "buildings_vitaev2_s_upernet.yaml": [
         *_XIAMEN_TILES,
         *_CPU,

@@ -34,6 +34,7 @@ PAGES = [
     "docs/howto/finetune_scene.md",
     "docs/howto/multi_gpu.md",
     "docs/howto/deploy.md",
+    "docs/howto/distill.md",
     "docs/troubleshooting.md",
     "docs/security.md",
     "docs/architecture.md",

@@ -921,12 +921,12 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
         rc_conv_groups=(1, 16, 32, 64),
         conv_groups=(1, 32, 64, 128),
     ),
-    # half the widths of S (head width 32 throughout), one block in the two high-resolution
-    # stages, where most of a CPU's time goes; S's depth in the low-resolution ones
+    # half the widths of S (normal cells' heads 32 wide), one normal cell in the two
+    # high-resolution stages, where most of a CPU's time goes, half of S's in stage 2
     "vitaev2_xs": dict(
         embed_dims=(32, 64, 128, 256),
         rc_embed_dims=(32, 32, 64, 128),
-        depths=(1, 1, 8, 2),
+        depths=(1, 1, 4, 2),
         num_heads=(1, 2, 4, 8),
         rc_num_heads=(1, 1, 2, 4),
         rc_conv_groups=(1, 16, 32, 64),
@@ -986,7 +986,7 @@ def vitaev2_b(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
 
 @register_model
 def vitaev2_xs(pretrained: bool = False, **kwargs: Any) -> ViTAEv2:
-    """ViTAEv2-XS (4.6M parameters, 2.1 GFLOPs at 224 px): a small variant for CPUs, no pretrained weights."""
+    """ViTAEv2-XS (3.7M parameters, 0.9 G multiply-adds at 224 px): a small variant for CPUs, no pretrained weights."""
     return _create_vitaev2("vitaev2_xs", pretrained, **dict(VARIANTS["vitaev2_xs"], **kwargs))
 
 

