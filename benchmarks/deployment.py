@@ -214,9 +214,7 @@ def main() -> None:
     results: Dict[str, Any] = {"cpu": cpu_description(), "batch": args.batch}
     families: List[str] = [args.only] if args.only else ["scene", "buildings"]
     if "scene" in families:
-        results["scene"] = _family(
-            "scene", args.scene, args.small_scene, 224, args.scene_data, args.scene_data, args
-        )
+        results["scene"] = _family("scene", args.scene, args.small_scene, 224, args.scene_data, args.scene_data, args)
     if "buildings" in families:
         results["buildings"] = _family(
             "buildings",
