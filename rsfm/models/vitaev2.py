@@ -68,7 +68,11 @@ def pad_bottom_right(x: torch.Tensor, multiple: int, channels_last: bool) -> tor
         height, width = x.shape[1], x.shape[2]
     else:
         height, width = x.shape[2], x.shape[3]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    # ceil(size / multiple) * multiple - size rather than (-size) % multiple: the same integers,
+    # but symbolic sizes stay in a form that the exporter's simplifier can reduce after the
+    # strided convolutions of the next stages (modulo terms made exports take minutes).
+    pad_h = (height + multiple - 1) // multiple * multiple - height
+    pad_w = (width + multiple - 1) // multiple * multiple - width
     # Symbolic sizes (torch.export, ONNX export) always pad, by zero rows when nothing is
     # missing: testing for zero would bake the example input's size into the graph.
     if isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0:
@@ -95,10 +99,9 @@ def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
 
 
 @register_notrace_function
-def window_merge(windows: torch.Tensor, window_size: int, height: int, width: int) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: window tokens -> (B, height, width, C) map."""
+def window_merge(windows: torch.Tensor, window_size: int, batch: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: window tokens -> (batch, height, width, C) map."""
     rows, cols = (height + window_size - 1) // window_size, (width + window_size - 1) // window_size
-    batch = windows.shape[0] // (rows * cols)
     out = (
         windows.reshape(batch, rows, cols, window_size, window_size, windows.shape[-1])
         .transpose(2, 3)
@@ -167,7 +170,7 @@ class Attention(nn.Module):
         if window_size is None:
             tokens = self._attend(x.reshape(batch, height * width, channels))
             return tokens.reshape(batch, height, width, self.out_dim)
-        return window_merge(self._attend(window_partition(x, window_size)), window_size, height, width)
+        return window_merge(self._attend(window_partition(x, window_size)), window_size, batch, height, width)
 
     def _attend(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (B, N, in_dim) tokens -> (B, N, out_dim)."""

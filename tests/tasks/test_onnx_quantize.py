@@ -464,7 +464,6 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
 # ViTAEv2 (slow: the exporter takes minutes on 2 CPU cores) ------------------------------
 
 
-@pytest.mark.slow
 def test_vitaev2_scene_int8_from_real_images(data_dir, tmp_path, capsys):
     """The release ``vitaev2_tiny_test`` scene classifier (classes field/forest/town) calibrated
     on AID images and validated on AID Farmland/Forest/DenseResidential renamed to its classes."""
@@ -497,7 +496,6 @@ def test_vitaev2_scene_int8_from_real_images(data_dir, tmp_path, capsys):
     assert json.loads(json.dumps(record)) == record
 
 
-@pytest.mark.slow
 def test_vitaev2_building_int8_with_foreground_calibration(data_dir, tmp_path):
     """The release ``vitaev2_tiny_test`` building segmenter, calibrated with foreground selection
     on a real GeoTIFF with a nodata border and Xiamen tiles, validated on Xiamen tiles."""
