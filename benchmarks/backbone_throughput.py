@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from contextlib import nullcontext
@@ -23,6 +22,7 @@ import rsfm.models  # noqa: F401  (torchvision shim, registers ViTAEv2 in timm)
 # isort: split
 import timm
 import torch
+from machine import torch_description  # benchmarks/ is on sys.path when run as a script
 
 MODELS = ("vitaev2_s", "swin_tiny_patch4_window7_224", "resnet50")
 
@@ -64,14 +64,6 @@ def _train_step(model: torch.nn.Module, images: torch.Tensor) -> Callable[[], No
         optimizer.step()
 
     return step
-
-
-def _cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            return next((line for line in cpuinfo if line.startswith("flags")), "")
-    except OSError:
-        return ""
 
 
 def main() -> None:
@@ -123,11 +115,11 @@ def main() -> None:
             for baseline in MODELS[1:]:
                 key = f"vitaev2_s_over_{baseline.split('_')[0]}_{metric.replace('_img_s', '')}"
                 ratios[key] = round(results["vitaev2_s"][metric] / results[baseline][metric], 3)
+    machine = torch_description()
     summary = {
         "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "cpu_bf16_hardware": "amx_bf16" in _cpu_flags() or "avx512_bf16" in _cpu_flags(),
+        "machine": machine,
+        "cpu_bf16_hardware": bool({"amx_bf16", "avx512_bf16"} & set(machine["flags"])),
         "batch_size": args.batch_size,
         "size": args.size,
         "results": {k: {m: round(v, 3) for m, v in row.items()} for k, row in results.items()},

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import rsfm.tasks  # noqa: F401  (torchvision shim first)
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.cli import LightningCLI
+from machine import torch_description  # benchmarks/ is on sys.path when run as a script
 
 from rsfm.tasks.export import export_backbone
 
@@ -155,9 +155,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     report: Dict[str, Any] = {
         "config": str(BUILDINGS_CONFIG.relative_to(REPO)),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        "machine": torch_description(),
         "seed": args.seed,
         "output_dir": str(output_dir),
     }

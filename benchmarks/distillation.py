@@ -43,7 +43,7 @@ import rsfm.tasks  # noqa: F401  (torchvision shim first)
 
 # isort: split
 from lightning.pytorch.cli import LightningCLI
-from profile_backbone import cpu_description  # benchmarks/ is on sys.path when run as a script
+from machine import torch_description  # benchmarks/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {
@@ -155,7 +155,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     sys.argv = sys.argv[:1]  # LightningCLI gets its arguments from _run only
     overrides = [f"--{override}" for override in args.override]
     report: Dict[str, Any] = {
-        "machine": cpu_description(),
+        "machine": torch_description(),
         "cpu_count": os.cpu_count(),
         "output_dir": str(output_dir),
         "load_average_start": round(os.getloadavg()[0], 2),

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from collections import defaultdict
 from typing import Dict, List
@@ -26,34 +24,8 @@ import rsfm.models  # noqa: F401  (torchvision shim, registers ViTAEv2 in timm)
 # isort: split
 import timm
 import torch
+from machine import torch_description  # benchmarks/ is on sys.path when run as a script
 from torch.profiler import ProfilerActivity, profile, record_function
-
-_VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_tile")
-_RESTRICTIONS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
-
-
-def cpu_description() -> Dict[str, object]:
-    """CPU model, the vector flags that decide kernel choice, and any kernel restriction."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name") and model in ("unknown", ""):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "flags": [flag for flag in _VECTOR_FLAGS if flag in flags],
-        "restricted_to": {name: os.environ[name] for name in _RESTRICTIONS if name in os.environ},
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(),
-    }
 
 
 def _wrap_modules(model: torch.nn.Module) -> List[object]:
@@ -86,7 +58,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15, help="rows per table")
     args = parser.parse_args()
 
-    machine = cpu_description()
+    machine = torch_description()
     print(json.dumps(machine))
     model = timm.create_model(args.model, num_classes=1000).to(memory_format=torch.channels_last)
     images = torch.randn(args.batch, 3, args.size, args.size).to(memory_format=torch.channels_last)

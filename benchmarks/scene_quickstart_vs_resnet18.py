@@ -11,13 +11,15 @@
    decay. Both fits' wall times are printed with their ratio (``budget_ratio``, ResNet-18 /
    quickstart); far from 1 means the load changed between the runs: rerun on a quiet machine.
 
-For each model it reports the held-out top-1 accuracy (the config's 30 % test split) of the last
-checkpoint and of the best-on-validation one, parameters, epochs and the fit's wall time; then
+With ``--seeds 0 1 2`` steps 1 and 3 are repeated per seed (the training seed and the data
+split's: both models see the same split for a seed), ResNet-18's epochs timed once; means and
+sample standard deviations over the seeds decide. For each run it reports the held-out top-1
+accuracy (the config's 30 % test split) of the last checkpoint and of the best-on-validation one, parameters, epochs and the fit's wall time; then
 an interleaved micro-benchmark (forward + backward + AdamW on one batch, models timed in turn,
 load-robust) and the CPU with its vector flags.
 
     nice python benchmarks/scene_quickstart_vs_resnet18.py [--output-dir DIR] [--epochs N]
-        [--resnet-epochs N] [--override trainer.limit_train_batches=2 ...]
+        [--resnet-epochs N] [--seeds 0 1 2] [--override trainer.limit_train_batches=2 ...]
 
 ``--epochs`` shortens the quickstart run; ``--override`` passes ``KEY=VALUE`` to both runs (a
 smoke test: ``--epochs 1 --override trainer.limit_train_batches=2 --override
@@ -43,7 +45,7 @@ import rsfm.tasks  # noqa: F401  (torchvision shim first)
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.cli import LightningCLI
-from profile_backbone import cpu_description  # benchmarks/ is on sys.path when run as a script
+from machine import torch_description  # benchmarks/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "scene_quickstart.yaml"
@@ -105,6 +107,11 @@ def _fit(name: str, output_dir: Path, extra: List[str], test: bool = True) -> Di
     return report
 
 
+def _summary(scores: List[float]) -> Dict[str, float]:
+    spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
+    return {"mean": round(statistics.mean(scores), 4), "std": round(spread, 4), "scores": scores}
+
+
 def _steady_epoch_seconds(report: Dict[str, Any]) -> float:
     """Median epoch time after the first (which also pays for worker start-up)."""
     seconds = report["epoch_seconds"]
@@ -150,6 +157,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument(
         "--override", action="append", default=[], metavar="KEY=VALUE", help="a config override for both runs"
     )
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=[0], help="seeds of the runs (training and the data split)"
+    )
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds of the interleaved micro-benchmark")
     args = parser.parse_args(argv)
     output_dir = (args.output_dir or Path(tempfile.mkdtemp(prefix="scene_benchmark_"))).resolve()
@@ -157,34 +167,46 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     overrides = [f"--{override}" for override in args.override]
     report: Dict[str, Any] = {
         "config": str(CONFIG.relative_to(REPO)),
-        "machine": cpu_description(),
+        "machine": torch_description(),
         "cpu_count": os.cpu_count(),
         "output_dir": str(output_dir),
         "load_average_start": round(os.getloadavg()[0], 2),  # other processes share the cores
     }
-    quickstart_args = [*overrides, *([f"--trainer.max_epochs={args.epochs}"] if args.epochs else [])]
-    quickstart = _fit("quickstart", output_dir, quickstart_args)
-    report["quickstart"] = quickstart
-    print(json.dumps({"quickstart": quickstart}), flush=True)
-
     baseline_args = [f"--model.init_args.backbone={BASELINE}", *overrides]
     epochs = args.resnet_epochs
-    if epochs is None:
-        timing = _fit(f"{BASELINE}_timing", output_dir, [*baseline_args, "--trainer.max_epochs=2"], test=False)
-        # the quickstart's fit time less its fixed costs (setup, statistics, first-epoch start-up)
-        budget = _steady_epoch_seconds(quickstart) * quickstart["epochs"]
-        epochs = max(1, round(budget / _steady_epoch_seconds(timing)))
-        report["baseline_timing"] = {"epoch_seconds": timing["epoch_seconds"], "epochs_in_budget": epochs}
-        print(json.dumps({"baseline_timing": report["baseline_timing"]}), flush=True)
-    baseline = _fit(BASELINE, output_dir, [*baseline_args, f"--trainer.max_epochs={epochs}"])
-    report[BASELINE] = baseline
-    print(json.dumps({BASELINE: baseline}), flush=True)
-
-    report["budget_ratio"] = round(baseline["fit_seconds"] / quickstart["fit_seconds"], 3)
-    report["top1_last"] = {quickstart["backbone"]: quickstart["test_top1_last"], BASELINE: baseline["test_top1_last"]}
-    report["quickstart_wins"] = quickstart["test_top1_last"] > baseline["test_top1_last"]
+    runs: Dict[str, List[Dict[str, Any]]] = {"quickstart": [], BASELINE: []}
+    for seed in args.seeds:
+        seeded = [f"--seed_everything={seed}", f"--data.init_args.seed={seed}"]
+        quickstart_args = [*overrides, *seeded, *([f"--trainer.max_epochs={args.epochs}"] if args.epochs else [])]
+        quickstart = _fit(f"quickstart_seed{seed}", output_dir, quickstart_args)
+        quickstart["seed"] = seed
+        runs["quickstart"].append(quickstart)
+        print(json.dumps({"quickstart": quickstart}), flush=True)
+        if epochs is None:
+            timing = _fit(f"{BASELINE}_timing", output_dir, [*baseline_args, "--trainer.max_epochs=2"], test=False)
+            # the quickstart's fit time less its fixed costs (setup, statistics, first-epoch start-up)
+            budget = _steady_epoch_seconds(quickstart) * quickstart["epochs"]
+            epochs = max(1, round(budget / _steady_epoch_seconds(timing)))
+            report["baseline_timing"] = {"epoch_seconds": timing["epoch_seconds"], "epochs_in_budget": epochs}
+            print(json.dumps({"baseline_timing": report["baseline_timing"]}), flush=True)
+        baseline = _fit(
+            f"{BASELINE}_seed{seed}", output_dir, [*baseline_args, *seeded, f"--trainer.max_epochs={epochs}"]
+        )
+        baseline["seed"] = seed
+        runs[BASELINE].append(baseline)
+        print(json.dumps({BASELINE: baseline}), flush=True)
+    report["runs"] = runs
+    backbone = runs["quickstart"][0]["backbone"]
+    fit_seconds = {name: sum(run["fit_seconds"] for run in values) for name, values in runs.items()}
+    report["budget_ratio"] = round(fit_seconds[BASELINE] / fit_seconds["quickstart"], 3)
+    for which in ("top1_last", "top1_best", "top5_last"):
+        report[which] = {
+            label: _summary([run[f"test_{which[:4]}_{which[5:]}"] for run in runs[name]])
+            for label, name in ((backbone, "quickstart"), (BASELINE, BASELINE))
+        }
+    report["quickstart_wins"] = report["top1_last"][backbone]["mean"] > report["top1_last"][BASELINE]["mean"]
     report["interleaved_train_step_images_per_s"] = _interleaved_step_rate(
-        [quickstart["backbone"], BASELINE], quickstart["batch_size"], quickstart["image_size"], args.repeats
+        [backbone, BASELINE], runs["quickstart"][0]["batch_size"], runs["quickstart"][0]["image_size"], args.repeats
     )
     report["load_average_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(report))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ from rsfm import _compat  # noqa: F401  (before lightning imports torchvision)
 import numpy as np
 import rasterio
 import torch
+from machine import peak_rss_mib, torch_description  # benchmarks/ is on sys.path when run as a script
 from rasterio.windows import Window
 from torch import nn
 
@@ -131,14 +131,6 @@ def write_raster(path: Path, size: int) -> Path:
     return path
 
 
-def _peak_rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("VmHWM not found in /proc/self/status (Linux only)")
-
-
 def _current_rss_mib() -> float:
     with open("/proc/self/status") as status:
         for line in status:
@@ -186,7 +178,7 @@ def measure_memory(
         pixels = dataset.width * dataset.height
     return {
         "rss_before_mib": before,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
         "seconds": seconds,
         "pixels_per_s": pixels / seconds,
     }
@@ -279,9 +271,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     with tempfile.TemporaryDirectory(prefix="rsfm-bench-") as temporary:
         folder = args.keep or Path(temporary)
         folder.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(torch_description()))
         print(
-            f"python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-            f"{os.cpu_count()} CPUs; tile {args.tile_size}, overlap {args.overlap}, batch {args.batch_size}"
+            f"python {platform.python_version()}; tile {args.tile_size}, overlap {args.overlap}, batch {args.batch_size}"
         )
         checkpoint = write_checkpoint(folder / "bench_conv.ckpt")
         rasters = {}

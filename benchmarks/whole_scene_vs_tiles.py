@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -48,6 +46,7 @@ import numpy as np
 import rasterio
 import torch
 from affine import Affine
+from machine import torch_description  # benchmarks/ is on sys.path when run as a script
 from PIL import Image
 from scipy import ndimage
 
@@ -59,26 +58,6 @@ DATA = REPO.parent / "shared" / "data" / "xiamen_buildings"
 TILE = 256  # pixels per XYZ tile side
 WEB_MERCATOR_HALF = 20037508.342789244  # metres from the origin to the edge of the EPSG:3857 square
 ZOOM = 18
-
-
-def _cpu() -> Dict[str, Any]:
-    """The CPU's model name and the vector/matrix extensions that decide CPU speed."""
-    info: Dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                key, _, value = line.partition(":")
-                info.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    flags = set(info.get("flags", "").split())
-    return {
-        "cpu": info.get("model name") or platform.processor() or platform.machine(),
-        "cpu_flags": [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags],
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
 
 
 def read_val_tiles(data_dir: Path) -> List[Dict[str, Any]]:
@@ -219,7 +198,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     output_dir = (args.output_dir or Path(tempfile.mkdtemp(prefix="whole_scene_"))).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    report: Dict[str, Any] = {**_cpu(), "rsfm": str(Path(rsfm.__file__).parent), "output_dir": str(output_dir)}
+    report: Dict[str, Any] = {
+        **torch_description(),
+        "rsfm": str(Path(rsfm.__file__).parent),
+        "output_dir": str(output_dir),
+    }
     print(json.dumps(report), flush=True)
 
     checkpoint = args.checkpoint
