@@ -181,6 +181,7 @@ def test_torch_compile_matches_eager():
     with torch.no_grad(), inductor_config.patch(compile_threads=1):
         torch.testing.assert_close(compiled(images), model(images), atol=1e-5, rtol=1e-4)
 
+
 def test_exported_stage_sizes_are_plain_ceilings():
     """torch.export with dynamic height/width: every stage's size must stay a nest of ceiling
     divisions of the input size. Padding written as ``(-size) % multiple`` gave modulo terms
@@ -197,7 +198,6 @@ def test_exported_stage_sizes_are_plain_ceilings():
     assert "Mod" not in height + width
     assert height.count("//") == 4 and width.count("//") == 4  # one ceiling per stage
     # (the ONNX files of such programs match PyTorch at sizes unlike the example's: test_onnx_export)
-
 
 
 def test_fuse_batchnorm_once_keeps_the_outputs():
