@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from rsfm.data.io import IMAGE_EXTENSIONS, RASTER_EXTENSIONS, ImageReadError, read_image
 from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
 from rsfm.data.samples import shorten
+from rsfm.data.seeding import AugmentationSeeds
 from rsfm.data.segmentation import IGNORE_INDEX, building_train_transform, make_sample, mask_value_set, model_band_mean
 
 __all__ = ["MASK_VALUES", "BuildingTileDataset", "BuildingTileDataModule", "check_mask_values", "read_mask"]
@@ -397,6 +398,7 @@ class BuildingTileDataModule(LightningDataModule):
 
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         workers = self.hparams.num_workers
+        seeds = AugmentationSeeds(self.train_transform).seed_from_torch() if train else None
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -404,6 +406,7 @@ class BuildingTileDataModule(LightningDataModule):
             drop_last=train,  # batch norm needs more than one sample
             num_workers=workers,
             persistent_workers=workers > 0,
+            worker_init_fn=seeds,
         )
 
     def train_dataloader(self) -> DataLoader:

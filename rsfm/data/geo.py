@@ -29,6 +29,7 @@ from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
 from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
 from rsfm.data.samples import shorten
+from rsfm.data.seeding import AugmentationSeeds
 from rsfm.data.segmentation import IGNORE_INDEX, building_train_transform, make_sample, mask_value_set, model_band_mean
 
 __all__ = [
@@ -415,6 +416,7 @@ class BuildingGeoDataModule(LightningDataModule):
                 f"no {self.hparams.patch_size}px patch fits in the {'training' if train else 'evaluation'} "
                 f"area {dataset.index.total_bounds.tolist()}; lower patch_size or enlarge the area"
             )
+        seeds = AugmentationSeeds(self.train_transform).seed_from_torch() if train else None
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
@@ -422,6 +424,7 @@ class BuildingGeoDataModule(LightningDataModule):
             drop_last=train,
             num_workers=workers,
             persistent_workers=workers > 0,
+            worker_init_fn=seeds,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -29,6 +29,7 @@ from rsfm.data.samples import (
     shorten,
     stratified_split,
 )
+from rsfm.data.seeding import AugmentationSeeds
 from rsfm.data.stats import band_statistics
 from rsfm.data.transforms import scene_eval_transform, scene_train_transform
 
@@ -317,7 +318,10 @@ class SceneDataModule(LightningDataModule):
         dataset = self.datasets["train"]
         if len(dataset) == 0:
             raise ValueError("the training split is empty: check split (its first fraction) or train_list")
-        return self._loader(dataset, self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size)
+        seeds = AugmentationSeeds(dataset.transform).seed_from_torch()
+        return self._loader(
+            dataset, self.batch_size, shuffle=True, drop_last=len(dataset) > self.batch_size, worker_init_fn=seeds
+        )
 
     def val_dataloader(self) -> Any:
         dataset = self.datasets["val"]
@@ -345,7 +349,12 @@ class SceneDataModule(LightningDataModule):
         return self.hparams.eval_batch_size or self.batch_size
 
     def _loader(
-        self, dataset: SceneDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False
+        self,
+        dataset: SceneDataset,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        worker_init_fn: Optional[AugmentationSeeds] = None,
     ) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(
@@ -357,6 +366,7 @@ class SceneDataModule(LightningDataModule):
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
             collate_fn=collate_scene_batch,
+            worker_init_fn=worker_init_fn,
         )
 
     def _index(self) -> None:

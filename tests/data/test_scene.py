@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import torch
 from PIL import Image
 from rasterio.transform import Affine
 
@@ -233,3 +234,33 @@ def test_unreadable_file_fails_with_its_name_or_is_skipped_and_counted(tmp_path)
     with pytest.warns(UserWarning, match="1 unreadable image"):
         batch = lenient.on_after_batch_transfer(batch, 0)
     assert lenient.num_skipped == 1 and "num_skipped" not in batch
+
+
+def _augmented_batches(root: Path, seed: int, num_workers: int) -> list:
+    from lightning.pytorch import seed_everything
+
+    seed_everything(seed, verbose=False)
+    data = SceneDataModule(root=str(root), split=[0.8, 0.1, 0.1], image_size=16, batch_size=4, num_workers=num_workers)
+    data.setup("fit")
+    loader = iter(data.train_dataloader())
+    return [next(loader)["image"] for _ in range(2)]  # with two workers: one batch from each
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_augmentations_follow_the_seed_and_differ_between_workers(tmp_path, num_workers):
+    """Every image is the same noise, so batches differ only by their augmentations. Same seed:
+    the same batches; another seed: others; two workers: not the same draws in lockstep (each
+    worker used to get a copy of one generator, seeded from the OS whatever the seed)."""
+    noise = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    for label in ("a", "b"):
+        for index in range(10):
+            path = tmp_path / "scenes" / label / f"{index}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(noise).save(path)
+    first = _augmented_batches(tmp_path / "scenes", 7, num_workers)
+    again = _augmented_batches(tmp_path / "scenes", 7, num_workers)
+    other = _augmented_batches(tmp_path / "scenes", 8, num_workers)
+    for batch, repeated in zip(first, again):
+        assert torch.equal(batch, repeated)
+    assert not torch.equal(first[0], other[0])
+    assert not torch.equal(first[0], first[1])
