@@ -119,7 +119,11 @@ def config_reference() -> str:
         "    root: data/whu_building",
         "```\n",
         "Any value can be overridden on the command line, e.g.",
-        "`--model.init_args.lr 1e-4 --data.init_args.batch_size 8`. The configs in `configs/`:\n",
+        "`--model.init_args.lr 1e-4 --data.init_args.batch_size 8`. `seed_everything: N` at the top",
+        "fixes a run: the model's initialisation, the order of batches and the training",
+        "augmentations (albumentations pipelines are seeded from torch, each DataLoader worker with",
+        "its own seed), so the same config and seed train the same model on the same machine; the",
+        "data split has its own `seed` in `data`. The configs in `configs/`:\n",
     ]
     for config in sorted((DOCS.parent / "configs").glob("*.yaml")):
         parts.append(f"- `configs/{config.name}`: {_config_summary(config)}")
