@@ -145,3 +145,27 @@ def test_datamodule_on_the_shared_xiamen_tiles(data_dir) -> None:
     assert 0.05 < val["mask"].float().mean() < 0.5  # README: mean building fraction 0.184
     with pytest.raises(FileNotFoundError, match="test"):
         datamodule.setup("test")
+
+
+def test_augmentations_follow_the_seed_and_differ_between_workers(tmp_path) -> None:
+    """All tiles alike, so batches differ only by augmentation: the same seed gives the same
+    batches; the two workers do not draw the same crops and flips in lockstep."""
+    from lightning.pytorch import seed_everything
+
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for split, count in (("train", 8), ("val", 2)):
+        for index in range(count):
+            _write_pair(tmp_path / split, f"t{index}", _square_mask())
+            Image.fromarray(image).save(tmp_path / split / "images" / f"t{index}.png")
+
+    def batches(seed: int) -> list:
+        seed_everything(seed, verbose=False)
+        data = BuildingTileDataModule(tmp_path, patch_size=16, batch_size=2, num_workers=2)
+        data.setup("fit")
+        loader = iter(data.train_dataloader())
+        return [next(loader) for _ in range(2)]  # one batch from each worker
+
+    first, again = batches(5), batches(5)
+    for batch, repeated in zip(first, again):
+        assert torch.equal(batch["image"], repeated["image"]) and torch.equal(batch["mask"], repeated["mask"])
+    assert not torch.equal(first[0]["image"], first[1]["image"])
