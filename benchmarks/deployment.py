@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,38 +44,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from machine import cpu_description, peak_rss_mib  # benchmarks/ is on sys.path when run as a script
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-_VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
-_RESTRICTIONS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
-
-
-def cpu_description() -> Dict[str, Any]:
-    """CPU model, the vector flags that decide kernel choice, threads and any restriction."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "flags": [flag for flag in _VECTOR_FLAGS if flag in flags],
-        "cores": os.cpu_count(),
-        "restricted_to": {name: os.environ[name] for name in _RESTRICTIONS if name in os.environ},
-    }
-
-
-def _peak_rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("VmHWM not found in /proc/self/status (Linux only)")
 
 
 class _NoTorch:
@@ -112,7 +81,7 @@ def measure(model: Path, size: int, batch: int, repeats: int) -> Dict[str, float
         start = time.perf_counter()
         predictor(pixels)
         times.append(time.perf_counter() - start)
-    return {"images_per_s": batch / statistics.median(times), "peak_rss_mib": _peak_rss_mib()}
+    return {"images_per_s": batch / statistics.median(times), "peak_rss_mib": peak_rss_mib()}
 
 
 def measure_raster(model: Path, raster: Path, output: Path, batch: int) -> Dict[str, float]:
@@ -128,7 +97,7 @@ def measure_raster(model: Path, raster: Path, output: Path, batch: int) -> Dict[
     return {
         "seconds": finished - imported,
         "import_seconds": imported - started,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
     }
 
 
