@@ -66,6 +66,9 @@ def open_onnx_session(
         raise FileNotFoundError(f"{path}: ONNX model not found ({_export_fix(path)})")
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only: no warnings about unused initialisers
+    # onnxruntime's CPU arena grows in powers of two and keeps what it took: a building model at
+    # 512 px, batch 8 peaked at 3.9 GiB with it, 2.2 GiB without, for 1-2 % of the speed
+    options.enable_cpu_mem_arena = False
     if not optimize:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:

@@ -61,6 +61,13 @@ def _random_batch(seed: int, batch: int, height: int, width: int, nodata: float 
 # OnnxPredictor == Predictor --------------------------------------------------------------
 
 
+def test_sessions_run_without_the_cpu_memory_arena(conv_onnx):
+    """The arena grows in powers of two and keeps its peak (3.9 against 2.2 GiB for a building
+    model at 512 px, batch 8): tiled inference promises bounded memory, so it is off."""
+    session = load_predictor(conv_onnx).session
+    assert session.get_session_options().enable_cpu_mem_arena is False
+
+
 @pytest.mark.parametrize("size", [(64, 64), (37, 53)], ids=["tile", "odd-size"])
 def test_segmentation_probabilities_equal_the_checkpoint(conv_checkpoint, conv_onnx, size):
     torch_model, onnx_model = load_predictor(conv_checkpoint), load_predictor(conv_onnx)
