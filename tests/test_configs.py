@@ -53,6 +53,21 @@ CONFIG_OVERRIDES = {
         f"--data.init_args.labels={_SPACENET}/geotiff_labels.geojson",
         "--data.init_args.patch_size=128",
     ],
+    "change_quickstart.yaml": [
+        "--data.init_args.root=[{data_dir}/change/levir_samples,{data_dir}/change/dsifn_samples]",
+        "--data.init_args.num_workers=0",
+    ],
+    "change_levir_vitaev2_s.yaml": [
+        *_CPU,
+        "--data.init_args.root={data_dir}/change/levir_samples",  # no split lists: a seeded hold-out
+        "--data.init_args.patch_size=64",
+        "--data.init_args.batch_size=2",
+        "--data.init_args.val_batch_size=2",
+        "--data.init_args.num_workers=0",
+        "--model.init_args.backbone=vitaev2_tiny_test",
+        "--model.init_args.backbone_checkpoint={tiny_backbone}",
+        "--model.init_args.decoder_channels=16",
+    ],
     "scene_quickstart.yaml": ["--data.init_args.root={data_dir}/aid_150px", "--data.init_args.num_workers=0"],
     "distill_scene_quickstart.yaml": [
         "--data.init_args.root={data_dir}/aid_150px",

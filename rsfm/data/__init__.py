@@ -15,6 +15,8 @@ from rsfm import _compat  # noqa: F401  (must run before albumentations/lightnin
 _LAZY = {
     "BuildingTileDataModule": "rsfm.data.buildings",
     "BuildingTileDataset": "rsfm.data.buildings",
+    "ChangeDetectionDataModule": "rsfm.data.change",
+    "ChangePairDataset": "rsfm.data.change",
     "IMAGE_EXTENSIONS": "rsfm.data.io",
     "ImageReadError": "rsfm.data.io",
     "read_image": "rsfm.data.io",

@@ -6,12 +6,14 @@ loads either kind."""
 from rsfm import _compat  # noqa: F401  (must run before timm imports torchvision)
 
 # isort: split
+from rsfm.models.change import ChangeModel
 from rsfm.models.checkpoint import load_checkpoint_file
 from rsfm.models.factory import create_model, load_backbone
 from rsfm.models.upernet import SegmentationModel, UperNetDecoder
 from rsfm.models.vitaev2 import ViTAEv2, checkpoint_filter_fn, fuse_batchnorm
 
 __all__ = [
+    "ChangeModel",
     "SegmentationModel",
     "UperNetDecoder",
     "ViTAEv2",

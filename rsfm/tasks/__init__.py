@@ -1,4 +1,4 @@
-"""Lightning tasks: scene classification and building segmentation.
+"""Lightning tasks: scene classification, building segmentation and change detection.
 
 The task classes are imported on first use: the light modules of this package (the input
 contract, :mod:`rsfm.tasks.onnx_metadata`) run without torch, so that an install without
@@ -18,9 +18,17 @@ _LAZY = {
     "register_task": "rsfm.tasks.base",
     "SceneClassificationTask": "rsfm.tasks.classification",
     "BuildingSegmentationTask": "rsfm.tasks.segmentation",
+    "ChangeDetectionTask": "rsfm.tasks.change",
 }
 
-__all__ = ["BaseTask", "BuildingSegmentationTask", "SceneClassificationTask", "load_task", "register_task"]
+__all__ = [
+    "BaseTask",
+    "BuildingSegmentationTask",
+    "ChangeDetectionTask",
+    "SceneClassificationTask",
+    "load_task",
+    "register_task",
+]
 
 
 def __getattr__(name: str) -> Any:

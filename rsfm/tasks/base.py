@@ -24,7 +24,7 @@ _MUST_AGREE = ("class_names", "in_chans")
 class BaseTask(LightningModule):
     """Base class of rsfm tasks.
 
-    Subclasses set ``task_kind`` (``"classification"`` or ``"segmentation"``), call
+    Subclasses set ``task_kind`` (``"classification"``, ``"segmentation"`` or ``"change"``), call
     ``self.save_hyperparameters()`` and accept ``in_chans``, ``mean``, ``std`` (per band, in raw
     pixel units, e.g. 0-255 for uint8 imagery) and ``class_names``, and optionally the other
     fields of :class:`~rsfm.tasks.contract.InputContract` (``bands``, ``pixel_range``,
@@ -97,6 +97,11 @@ class BaseTask(LightningModule):
             return int(self.hparams["num_outputs"])
         return len(self.hparams["class_names"]) if self.task_kind == CLASSIFICATION else 1
 
+    def input_normalization(self) -> Tuple[Sequence[float], Sequence[float]]:
+        """Per-channel (mean, std) of the model's input tensor in raw pixel units: the task's
+        ``mean`` and ``std``; tasks taking several images per sample override it."""
+        return self.hparams["mean"], self.hparams["std"]
+
     @property
     def contract(self) -> InputContract:
         """What this model takes and returns, from its (possibly datamodule-filled) arguments."""
@@ -106,11 +111,12 @@ class BaseTask(LightningModule):
             value = hparams.get(name)
             return None if value is None or convert is None else convert(value)
 
+        mean, std = self.input_normalization()
         return InputContract(
             task=self.task_kind,
             in_chans=int(hparams["in_chans"]),
-            mean=tuple(float(value) for value in hparams["mean"]),
-            std=tuple(float(value) for value in hparams["std"]),
+            mean=tuple(float(value) for value in mean),
+            std=tuple(float(value) for value in std),
             class_names=tuple(str(name) for name in hparams["class_names"]),
             num_outputs=self.num_outputs,
             bands=optional("bands", lambda bands: tuple(int(band) for band in bands)),
@@ -197,7 +203,8 @@ def _load_task_plugins() -> None:
 
 
 def _registered_task(path: Union[str, os.PathLike], name: Any) -> Type[BaseTask]:
-    import rsfm.tasks.classification  # noqa: F401  (registers rsfm's own tasks)
+    import rsfm.tasks.change  # noqa: F401  (registers rsfm's own tasks)
+    import rsfm.tasks.classification  # noqa: F401
     import rsfm.tasks.segmentation  # noqa: F401
 
     if isinstance(name, str) and name not in _TASKS:

@@ -17,12 +17,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-__all__ = ["CLASSIFICATION", "CONTRACT_KEY", "CONTRACT_VERSION", "SEGMENTATION", "InputContract"]
+__all__ = ["CHANGE", "CLASSIFICATION", "CONTRACT_KEY", "CONTRACT_VERSION", "SEGMENTATION", "TASK_KINDS", "InputContract"]
 
 CONTRACT_VERSION = 1
 CONTRACT_KEY = "rsfm_contract"
 CLASSIFICATION = "classification"
 SEGMENTATION = "segmentation"
+CHANGE = "change"
+TASK_KINDS = (CLASSIFICATION, SEGMENTATION, CHANGE)
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,11 @@ class InputContract:
     """What a trained model takes and returns.
 
     Attributes:
-        task: ``"classification"`` (one label per image) or ``"segmentation"`` (per pixel).
-        in_chans: input bands.
-        mean, std: per-band normalisation in raw pixel units.
+        task: ``"classification"`` (one label per image), ``"segmentation"`` (per pixel) or
+            ``"change"`` (per pixel, from two co-registered images of two dates).
+        in_chans: input bands (of each date, for change models).
+        mean, std: per-band normalisation in raw pixel units; for change models the before
+            date's bands, then the after date's (each date has its own).
         class_names: output classes in order; for binary segmentation the names of label 0 and 1.
         num_outputs: logits per image or pixel: the class count, or 1 for binary segmentation
             (sigmoid; softmax otherwise).
@@ -60,12 +64,28 @@ class InputContract:
     version: int = CONTRACT_VERSION
 
     def __post_init__(self) -> None:
-        if self.task not in (CLASSIFICATION, SEGMENTATION):
-            raise ValueError(f"task must be {CLASSIFICATION!r} or {SEGMENTATION!r}, got {self.task!r}")
-        if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
-            raise ValueError(f"mean and std need one value per band (in_chans={self.in_chans})")
+        if self.task not in TASK_KINDS:
+            raise ValueError(f"task must be one of {TASK_KINDS}, got {self.task!r}")
+        if len(self.mean) != self.input_channels or len(self.std) != self.input_channels:
+            dates = " of each date" if self.dates > 1 else ""
+            raise ValueError(f"mean and std need one value per band{dates} ({self.input_channels} values)")
         if self.bands is not None and len(self.bands) != self.in_chans:
             raise ValueError(f"bands {list(self.bands)} must name in_chans={self.in_chans} bands")
+
+    @property
+    def dates(self) -> int:
+        """Images per sample: 2 for change models (before, after), 1 otherwise."""
+        return 2 if self.task == CHANGE else 1
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the model's input tensor: the dates' bands stacked, earlier date first."""
+        return self.in_chans * self.dates
+
+    @property
+    def dense(self) -> bool:
+        """One prediction per pixel (segmentation, change) rather than per image."""
+        return self.task != CLASSIFICATION
 
     @property
     def binary(self) -> bool:
