@@ -2,7 +2,7 @@
 
 Each test writes small real images (PIL JPEG/TIFF, rasterio GeoTIFF, GeoJSON) in the
 dataset's published layout, packs them like the download, runs the script as ``__main__``
-and reads the result with the real datamodule.
+(the ``prepare`` fixture of ``conftest.py``) and reads the result with the real datamodule.
 """
 
 from __future__ import annotations
@@ -11,11 +11,8 @@ import importlib
 import io
 import json
 import re
-import runpy
-import sys
 import tarfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List
 
@@ -39,29 +36,6 @@ from rsfm.data.prepare import (
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO / "datasets"
 SAMPLES = DATASETS / "samples" / "spacenet_atlanta"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def prepare(monkeypatch, capsys):
-    """``prepare(name, *args)`` runs ``datasets/<name>/prepare.py`` as ``__main__``."""
-
-    def run(name: str, *args: object) -> Result:
-        script = DATASETS / name / "prepare.py"
-        monkeypatch.setattr(sys, "argv", [str(script), *map(str, args)])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            runpy.run_path(str(script), run_name="__main__")
-        captured = capsys.readouterr()
-        return Result(exit_info.value.code, captured.out, captured.err)
-
-    return run
 
 
 def _jpeg(value: int, size: int = 8) -> bytes:

@@ -2,10 +2,12 @@
 
 Used by the scripts in ``datasets/<name>/prepare.py``: safe archive extraction, locating the
 data inside an archive, published checksums and ``MANIFEST.sha256``, scene split lists,
-image/mask pairing checks, patches from large GeoTIFFs, and per-chip footprints.
+image/mask pairing checks, patches from large GeoTIFFs, per-chip footprints, and
+before/after/label change-detection pairs.
 """
 
 from rsfm.data.prepare.archives import ARCHIVE_SUFFIXES, UnsafeArchiveError, extract_archive
+from rsfm.data.prepare.change_pairs import EDGE_MODES, prepare_change_pairs, prepare_change_scene
 from rsfm.data.prepare.checksums import (
     MANIFEST_NAME,
     PublishedChecksum,
@@ -26,6 +28,7 @@ from rsfm.data.prepare.tile_pairs import prepare_tile_pairs
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
+    "EDGE_MODES",
     "LabelLevel",
     "MANIFEST_NAME",
     "PrepareError",
@@ -40,6 +43,8 @@ __all__ = [
     "extract_archive",
     "file_digest",
     "patch_windows",
+    "prepare_change_pairs",
+    "prepare_change_scene",
     "prepare_chips",
     "prepare_large_tiles",
     "prepare_scene_dataset",
