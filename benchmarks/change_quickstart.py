@@ -2,8 +2,8 @@
 
 1. ``configs/change_quickstart.yaml`` as written (LightningCLI; the shared LEVIR-CD and DSIFN-CD
    samples, 30 % of each folder's pairs held out with the config's split seed), once per seed;
-   its **last** checkpoint is evaluated (the best-on-validation one was picked on the held-out
-   pairs, so it is not reported as evidence).
+   the model as the last epoch left it is evaluated (the best-on-validation checkpoint was picked
+   on the held-out pairs, so it is not evidence).
 2. The baseline: the per-pixel distance between the two dates' colours (each image's bands
    standardised to mean 0, sd 1 first, so that a global change of light or season is not
    change; the raw difference is reported too), thresholded at the value that maximises F1 on
@@ -38,7 +38,6 @@ from lightning.pytorch.cli import LightningCLI
 from machine import torch_description  # benchmarks/ is on sys.path when run as a script
 
 from rsfm.data.change import ChangePairDataset
-from rsfm.tasks import load_task
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "change_quickstart.yaml"
@@ -125,8 +124,8 @@ def baselines(train: ChangePairDataset, held_out: ChangePairDataset) -> Dict[str
     return report
 
 
-def _model_scores(checkpoint: str, held_out: ChangePairDataset) -> Dict[str, Any]:
-    task = load_task(checkpoint)
+def _model_scores(task: torch.nn.Module, held_out: ChangePairDataset) -> Dict[str, Any]:
+    task.eval()
     predictions, masks = [], []
     with torch.inference_mode():
         for index in range(len(held_out)):
@@ -135,6 +134,15 @@ def _model_scores(checkpoint: str, held_out: ChangePairDataset) -> Dict[str, Any
             predictions.append((probability > task.hparams.threshold).numpy().astype(np.uint8))
             masks.append(sample["mask"].numpy())
     return _evaluate(predictions, held_out, masks)
+
+
+def _validation_curve(cli: LightningCLI) -> Dict[int, float]:
+    """val/f1 (the held-out pairs) of every validation run, from the CSV log."""
+    import csv
+
+    with open(Path(cli.trainer.logger.log_dir) / "metrics.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("val/f1")]
+    return {int(row["epoch"]): round(float(row["val/f1"]), 3) for row in rows}
 
 
 def run(output_dir: Path, seed: int) -> Dict[str, Any]:
@@ -151,7 +159,8 @@ def run(output_dir: Path, seed: int) -> Dict[str, Any]:
         "fit_seconds": round(seconds, 1),
         "train_pairs": len(train),
         "held_out_pairs": [pair[0].name for pair in held_out.pairs],
-        "model": _model_scores(cli.trainer.checkpoint_callback.last_model_path, held_out),
+        "model": _model_scores(cli.model, held_out),
+        "val_f1_by_epoch": _validation_curve(cli),
         **baselines(train, held_out),
     }
 

@@ -170,7 +170,8 @@ def api_reference() -> str:
         "| the file | to predict | to get the object |",
         "|---|---|---|",
         "| task checkpoint (`.ckpt` from `rsfm fit`) | `rsfm.SceneClassifier.load(path)`, "
-        "`rsfm.BuildingExtractor.load(path)`, `rsfm.predict_raster(scene, path, out)` | "
+        "`rsfm.BuildingExtractor.load(path)`, `rsfm.predict_raster(scene, path, out)`; change models: "
+        "`rsfm.ChangeDetector.load(path)`, `rsfm.predict_change(before, after, path, out)` | "
         "`rsfm.load_checkpoint(path)` (the task, with its input contract) |",
         "| backbone weights (RSP `.pth`, `rsfm export-backbone` `.safetensors`) | fine-tune: a task's "
         "`backbone_checkpoint` | `rsfm.create_model(name, checkpoint=path)`; `rsfm.load_checkpoint(path)` "

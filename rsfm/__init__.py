@@ -1,9 +1,10 @@
 """rsfm: remote-sensing foundation models.
 
 The public API is imported lazily: ``import rsfm`` is cheap, and the first use of e.g.
-``rsfm.create_model`` imports torch and timm. ``SceneClassifier``, ``BuildingExtractor`` and
-``predict_raster`` also run models exported to ONNX, and then need no torch (``rsfm[runtime]``);
-the other names need PyTorch (``rsfm[torch]``) and say so when it is missing.
+``rsfm.create_model`` imports torch and timm. ``SceneClassifier``, ``BuildingExtractor``,
+``ChangeDetector``, ``predict_raster`` and ``predict_change`` also run models exported to ONNX,
+and then need no torch (``rsfm[runtime]``); the other names need PyTorch (``rsfm[torch]``) and
+say so when it is missing.
 """
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ _LAZY = {
     "BuildingSegmentationTask": "rsfm.tasks",
     "BuildingTileDataModule": "rsfm.data",
     "BuildingGeoDataModule": "rsfm.data.geo",
+    "ChangeDetectionTask": "rsfm.tasks",
+    "ChangeDetectionDataModule": "rsfm.data",
     "export_backbone": "rsfm.tasks.export",
     "export_onnx": "rsfm.tasks.onnx",
     "predict_raster": "rsfm.inference",
+    "predict_change": "rsfm.inference",
     "BuildingExtractor": "rsfm.building_extractor",
     "BuildingPrediction": "rsfm.building_extractor",
+    "ChangeDetector": "rsfm.change_detector",
+    "ChangePrediction": "rsfm.change_detector",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -30,6 +30,7 @@ PAGES = [
     "docs/howto/multispectral.md",
     "docs/howto/train_buildings.md",
     "docs/howto/run_a_scene.md",
+    "docs/howto/change_detection.md",
     "docs/howto/pretrain_millionaid.md",
     "docs/howto/finetune_scene.md",
     "docs/howto/multi_gpu.md",

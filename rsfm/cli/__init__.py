@@ -25,13 +25,17 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "export-backbone": ("rsfm.cli.export:main", "write a trained task's backbone weights for create_model/fine-tuning"),
     "export": ("rsfm.cli.export_onnx:main", "write a trained task as a self-describing ONNX model (raw pixels in)"),
     "predict-raster": ("rsfm.cli.predict_raster:main", "tiled inference on whole GeoTIFF scenes (rasters + polygons)"),
+    "predict-change": (
+        "rsfm.cli.predict_change:main",
+        "change between two GeoTIFF scenes of one place (rasters + polygons)",
+    ),
     "demo": ("rsfm.cli.demo:main", "train on the sample embedded in the repository and map it (make demo)"),
 }
 
 USAGE = """usage: rsfm <command> [options]
 
 rsfm: remote-sensing foundation models (ViTAEv2 backbones, scene classification,
-building extraction, tiled GeoTIFF inference).
+building extraction, change detection, tiled GeoTIFF inference).
 
 commands:
 {commands}

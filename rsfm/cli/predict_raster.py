@@ -6,7 +6,7 @@ import argparse
 import ctypes
 import sys
 import warnings
-from typing import TYPE_CHECKING, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Union
 
 if TYPE_CHECKING:
     from rsfm.inference.predict import PredictionResult
@@ -25,7 +25,8 @@ e.g. 'rsfm predict-raster scenes/ ... --devices 4', under SLURM
 'srun --ntasks-per-node 4 rsfm predict-raster scenes/ ... --devices 4 --num-nodes 2'."""
 
 
-def _band_list(text: str) -> List[int]:
+def band_list(text: str) -> List[int]:
+    """``--bands`` as 1-based band numbers: ``"3,2,1"`` -> ``[3, 2, 1]``."""
     try:
         bands = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -37,6 +38,37 @@ def _band_list(text: str) -> List[int]:
 
 def _devices(text: str) -> object:
     return text if text == "auto" else int(text)
+
+
+def add_prediction_options(parser: argparse.ArgumentParser) -> None:
+    """The options that ``predict-raster`` and ``predict-change`` share: tiling, device,
+    output type and format, polygons, resuming and the pixel check."""
+    parser.add_argument(
+        "--tile-size", type=int, help="tile side in pixels (default: the checkpoint's training size, else 512)"
+    )
+    parser.add_argument(
+        "--overlap", type=int, help="pixels shared by neighbouring tiles (default: min(64, tile size / 4))"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")
+    parser.add_argument("--bands", type=band_list, help="1-based input bands in model order, e.g. 3,2,1")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="bf16: mixed precision on CUDA")
+    parser.add_argument(
+        "--output-type",
+        default="classes",
+        choices=["classes", "probabilities"],
+        help="classes: class index + its probability; probabilities: one band per class (uint8, p*254)",
+    )
+    parser.add_argument("--cog", action="store_true", help="write Cloud-Optimized GeoTIFFs with overviews")
+    parser.add_argument("--simplify", type=float, default=0.0, help="polygon simplification tolerance, CRS units")
+    parser.add_argument("--min-area", type=float, default=0.0, help="drop polygons smaller than this, CRS units²")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run; keep finished outputs")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse inputs whose data type or value range differ from the model's training pixels (default: warn)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,32 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", required=True, help="output GeoTIFF (one input) or directory (several)")
     parser.add_argument("--vector", help="polygons: .gpkg or .geojson file (one input) or directory (several)")
-    parser.add_argument(
-        "--tile-size", type=int, help="tile side in pixels (default: the checkpoint's training size, else 512)"
-    )
-    parser.add_argument(
-        "--overlap", type=int, help="pixels shared by neighbouring tiles (default: min(64, tile size / 4))"
-    )
-    parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")
-    parser.add_argument("--bands", type=_band_list, help="1-based input bands in model order, e.g. 3,2,1")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="bf16: mixed precision on CUDA")
-    parser.add_argument(
-        "--output-type",
-        default="classes",
-        choices=["classes", "probabilities"],
-        help="classes: class index + its probability; probabilities: one band per class (uint8, p*254)",
-    )
-    parser.add_argument("--cog", action="store_true", help="write Cloud-Optimized GeoTIFFs with overviews")
-    parser.add_argument("--simplify", type=float, default=0.0, help="polygon simplification tolerance, CRS units")
-    parser.add_argument("--min-area", type=float, default=0.0, help="drop polygons smaller than this, CRS units²")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run; keep finished outputs")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument(
-        "--strict",
-        action="store_true",
-        help="refuse inputs whose data type or value range differ from the model's training pixels (default: warn)",
-    )
+    add_prediction_options(parser)
     parser.add_argument("--devices", type=_devices, default=1, help="processes (GPUs) per node, or auto")
     parser.add_argument("--num-nodes", type=int, default=1, help="machines taking part (SLURM, torchrun)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -140,38 +147,52 @@ def _one_line(error: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _show_warning(
-    message: Union[Warning, str], category: type, filename: str, lineno: int, file: object = None, line: object = None
-) -> None:
-    """Warnings as one line each, like the errors, without the source line."""
-    sys.stderr.write(f"rsfm predict-raster: warning: {' '.join(str(message).split())}\n")
+def _warning_printer(prog: str) -> Callable[..., None]:
+    def show_warning(
+        message: Union[Warning, str],
+        category: type,
+        filename: str,
+        lineno: int,
+        file: object = None,
+        line: object = None,
+    ) -> None:
+        """Warnings as one line each, like the errors, without the source line."""
+        sys.stderr.write(f"{prog}: warning: {' '.join(str(message).split())}\n")
+
+    return show_warning
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Parse ``argv`` and run. Errors about inputs, options and files exit with status 2 and
-    one line ``rsfm predict-raster: error: <file>: <reason> (<fix>)``; Ctrl-C exits with 130
-    and keeps unfinished outputs for ``--resume``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def run_command(parser: argparse.ArgumentParser, run: Callable[[], Sequence["PredictionResult"]]) -> int:
+    """Run an inference command (``run``) and report it: one line per result on stdout;
+    errors about inputs, options and files exit with status 2 and one line
+    ``<prog>: error: <file>: <reason> (<fix>)``; Ctrl-C exits with 130 and keeps unfinished
+    outputs for ``--resume``."""
     _return_large_blocks_to_the_system()
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            results = _run(args)
+            warnings.showwarning = _warning_printer(parser.prog)
+            results = run()
     # OSError: FileNotFoundError, rasterio's and rsfm's I/O errors; ImportError: the model's runtime
     # (PyTorch for a .ckpt, onnxruntime for an .onnx) is not installed
     except (ValueError, OSError, ImportError) as error:
-        parser.exit(2, f"rsfm predict-raster: error: {_one_line(error)}\n")
+        parser.exit(2, f"{parser.prog}: error: {_one_line(error)}\n")
     except KeyboardInterrupt:
         parser.exit(
             130,
-            "rsfm predict-raster: interrupted; unfinished outputs are kept: run the same command "
-            "with --resume to continue\n",
+            f"{parser.prog}: interrupted; unfinished outputs are kept: run the same command with --resume to continue\n",
         )
     for result in results:
         state = "kept (already complete)" if result.skipped else "written"
-        line = f"{result.input} -> {result.raster} {state}"
+        read = str(result.input) if result.before is None else f"{result.before} + {result.input}"
+        line = f"{read} -> {result.raster} {state}"
         if result.vector is not None and not result.skipped:
             line += f", {result.polygons} polygons -> {result.vector}"
         print(line)
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parse ``argv`` and run (see :func:`run_command` for what is reported and exit codes)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_command(parser, lambda: _run(args))

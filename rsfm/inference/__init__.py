@@ -1,5 +1,5 @@
 """Tiled inference on whole rasters: tile grid and blending, raster reading/writing with
-resume, polygons, and the ``predict_raster`` pipeline."""
+resume, polygons, and the ``predict_raster`` / ``predict_change`` pipeline."""
 
 from rsfm import _compat  # noqa: F401  (must run before lightning/timm import torchvision)
 
@@ -7,7 +7,7 @@ from rsfm import _compat  # noqa: F401  (must run before lightning/timm import t
 from rsfm.data.tiling import TileGrid
 from rsfm.inference.errors import InferenceIOError
 from rsfm.inference.outputs import NODATA, PROBABILITY_SCALE, OutputEncoding, OutputType
-from rsfm.inference.predict import PredictionResult, predict_raster
+from rsfm.inference.predict import PredictionResult, predict_change, predict_raster
 from rsfm.inference.vectorize import write_polygons
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "OutputType",
     "PredictionResult",
     "TileGrid",
+    "predict_change",
     "predict_raster",
     "write_polygons",
 ]

@@ -21,6 +21,7 @@ from rasterio.windows import Window
 
 from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
 from rsfm.inference.errors import error_reason
+from rsfm.inference.resume import file_identity
 
 PathLike = Union[str, os.PathLike]
 
@@ -89,6 +90,23 @@ class RasterInput:
     crs: Optional[CRS]
     transform: Affine
     pixels: Optional[Dict[str, Any]] = None
+
+    @property
+    def files(self) -> Tuple["RasterInput"]:
+        """The rasters read: this one (a :class:`rsfm.inference.pair.RasterPair` has two)."""
+        return (self,)
+
+    def open(self) -> rasterio.DatasetReader:
+        """The raster opened for reading; the tile readers read every input through this."""
+        return rasterio.open(self.path)
+
+    def resume_settings(self) -> Dict[str, Any]:
+        """What the output depends on besides the model and tiling (see ``ResumeState``)."""
+        return {"input": file_identity(self.path), "bands": list(self.bands)}
+
+    def tags(self) -> Dict[str, str]:
+        """Metadata of the output raster naming what was read."""
+        return {"rsfm_bands": ",".join(map(str, self.bands))}
 
 
 def _check_windows(width: int, height: int, block_shape: Tuple[int, int]) -> List[Window]:

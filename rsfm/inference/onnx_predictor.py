@@ -165,10 +165,11 @@ def _check_signature(session: "onnxruntime.InferenceSession", contract: InputCon
     (pixels,) = inputs
     shape = pixels.shape
     bands = shape[1] if len(shape) == 4 else None
-    if pixels.type != "tensor(float)" or len(shape) != 4 or (isinstance(bands, int) and bands != contract.in_chans):
+    channels = contract.input_channels
+    if pixels.type != "tensor(float)" or len(shape) != 4 or (isinstance(bands, int) and bands != channels):
         raise ValueError(
             f"{path}: '{INPUT_NAME}' is {pixels.type} {shape}, the contract says float "
-            f"(batch, {contract.in_chans}, height, width); {fix}"
+            f"(batch, {channels}, height, width); {fix}"
         )
     widths = [value.shape[1] for value in outputs if value.name == OUTPUT_NAME and len(value.shape) >= 2]
     if not widths:

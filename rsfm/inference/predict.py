@@ -1,5 +1,7 @@
 """``predict_raster``: run a task checkpoint over whole GeoTIFF scenes, tile by tile, into
-georeferenced rasters and polygons, at memory that does not depend on the scene size.
+georeferenced rasters and polygons, at memory that does not depend on the scene size; and
+``predict_change``: the same for a change-detection checkpoint over two scenes of one place
+(read as one, :mod:`rsfm.inference.pair`), through the same jobs.
 
 Everything that can be checked is checked before the first tile (inputs, options, every file
 that will be written against the inputs, writable output folders), and a failed run leaves no
@@ -8,6 +10,7 @@ unfinished files behind unless it was asked to resume."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import sys
@@ -28,13 +31,16 @@ from rsfm.inference.blending import BlendAccumulator
 from rsfm.inference.errors import InferenceIOError, error_reason, needs_torch, write_fix
 from rsfm.inference.inputs import PathLike, RasterInput, check_input, expand_inputs
 from rsfm.inference.outputs import OutputEncoding, OutputType
-from rsfm.inference.predictor import SEGMENTATION, BasePredictor, Predictor, is_onnx_model, load_predictor
+from rsfm.inference.pair import RasterPair, check_pair
+from rsfm.inference.predictor import BasePredictor, Predictor, is_onnx_model, load_predictor
 from rsfm.inference.reader import Crop, CropBatch, TileBatch, iter_crop_batches, iter_tile_batches
 from rsfm.inference.resume import file_identity, temporary_path
 from rsfm.inference.vectorize import partial_vector_path, vector_driver, vector_side_files, write_polygons
 from rsfm.inference.writer import OutputSpec, PartialRaster, cog_path, cog_side_files, partial_path, state_path
+from rsfm.tasks.contract import CHANGE
 
 ProgressCallback = Callable[[Path, int, int], None]
+_Source = Union[RasterInput, RasterPair]  # what a job reads: one raster, or two dates read as one
 
 GDAL_CACHE_BYTES = 16 * 2**20
 """GDAL's block cache while predicting. GDAL's default (5% of RAM) lets the cache, and so the
@@ -48,11 +54,12 @@ class PredictionResult:
     """What one input produced.
 
     Attributes:
-        input: the input raster.
+        input: the input raster (of a change map: the after date).
         raster: the output raster.
         vector: the polygon file, if requested.
         polygons: number of polygons written (None without ``vector``).
         skipped: the output already existed and ``resume`` left it as it was.
+        before: the before date of a change map (None for one raster).
     """
 
     input: Path
@@ -60,6 +67,7 @@ class PredictionResult:
     vector: Optional[Path] = None
     polygons: Optional[int] = None
     skipped: bool = False
+    before: Optional[Path] = None
 
 
 def _check_options(tile_size: int, overlap: int, batch_size: int, device: str, precision: str) -> str:
@@ -178,7 +186,7 @@ def _job_outputs(raster: Path, vector: Optional[Path], cog: bool) -> Tuple[_Outp
 
 @dataclass(frozen=True)
 class _Job:
-    source: RasterInput
+    source: _Source
     raster: Path
     vector: Optional[Path]
     outputs: Tuple[_Output, ...] = ()
@@ -207,8 +215,9 @@ def _check_written_files(jobs: List[_Job], checkpoint: Path) -> None:
     for key in _file_keys(checkpoint):
         protected[key] = (f"the checkpoint {checkpoint}", "move the checkpoint")
     for job in jobs:
-        for key in _file_keys(job.source.path):
-            protected[key] = (f"the input {job.source.path}", "rename the input")
+        for read in job.source.files:
+            for key in _file_keys(read.path):
+                protected[key] = (f"the input {read.path}", "rename the input")
     claimed: Dict[Tuple[object, ...], Tuple[_Job, _Output]] = {}
     for job in jobs:
         for output in job.outputs:
@@ -228,7 +237,7 @@ def _check_written_files(jobs: List[_Job], checkpoint: Path) -> None:
 
 
 def _plan_jobs(
-    sources: List[RasterInput],
+    sources: Sequence[_Source],
     output: Path,
     vector: Optional[Path],
     checkpoint: Path,
@@ -312,17 +321,18 @@ def _check_outputs_writable(jobs: List[_Job]) -> None:
 def _check_pixels(jobs: List[_Job], model: BasePredictor) -> None:
     """Compare a sample of each input's pixels with the pixels the model was trained on."""
     for job in jobs:
-        if job.source.pixels is not None:
-            model.check_pixels(job.source.pixels, str(job.source.path), stacklevel=3)
+        for read in job.source.files:
+            if read.pixels is not None:
+                model.check_pixels(read.pixels, str(read.path), stacklevel=4)
 
 
 def _output_spec(
-    source: RasterInput, grid: TileGrid, model: BasePredictor, encoding: OutputEncoding, tags: Dict[str, str]
+    source: _Source, grid: TileGrid, model: BasePredictor, encoding: OutputEncoding, tags: Dict[str, str]
 ) -> OutputSpec:
     common = dict(
         count=encoding.count, crs=source.crs, descriptions=encoding.descriptions, scales=encoding.scales, tags=tags
     )
-    if model.kind == SEGMENTATION:
+    if model.contract.dense:
         return OutputSpec(width=source.width, height=source.height, transform=source.transform, **common)
     # one pixel per tile, centred on the tile: pixel size = stride, origin shifted by overlap/2
     transform = source.transform @ Affine.translation(grid.overlap / 2, grid.overlap / 2) @ Affine.scale(grid.stride)
@@ -363,13 +373,13 @@ def _run_tiles(
     """Predict the tiles not yet written: a reader thread reads, this thread runs the model, a
     writer thread blends and writes. Batches are fixed groups of the tile sequence (see
     :func:`rsfm.inference.reader.first_batch_tile`), so the tiles of rows before ``first_row`` in the first batch are
-    predicted again and dropped. Segmentation models run on the rectangles of valid data of
-    each window (:mod:`rsfm.inference.crops`), scene models on whole windows."""
+    predicted again and dropped. Dense models (segmentation, change) run on the rectangles of
+    valid data of each window (:mod:`rsfm.inference.crops`), scene models on whole windows."""
     from tqdm.auto import tqdm
 
-    segmentation = model.kind == SEGMENTATION
-    first_row = grid.first_row_reaching(partial.rows_done) if segmentation else partial.rows_done
-    accumulator = BlendAccumulator(grid, model.num_outputs, first_row) if segmentation else None
+    dense = model.contract.dense
+    first_row = grid.first_row_reaching(partial.rows_done) if dense else partial.rows_done
+    accumulator = BlendAccumulator(grid, model.num_outputs, first_row) if dense else None
     nodata_pixel = np.zeros((1, 1), dtype=bool)
     valid_pixel = np.ones((1, 1), dtype=bool)
 
@@ -401,14 +411,14 @@ def _run_tiles(
     )
     writer = Worker(write)
     try:
-        read = iter_crop_batches if segmentation else iter_tile_batches
+        read = iter_crop_batches if dense else iter_tile_batches
         with Prefetcher(lambda: read(job.source, grid, batch_size, first_row)) as batches:
             for batch in batches:
                 probabilities = None
                 if batch.tiles:
                     probabilities = (
                         _predict_crops(model, batch, grid.tile_size, batch_size)
-                        if segmentation
+                        if dense
                         else model(batch.pixels, batch.valid)
                     )
                 writer.submit((batch, probabilities))
@@ -503,9 +513,8 @@ def _predict_file(
     grid = TileGrid(source.width, source.height, tile_size, overlap)
     encoding = OutputEncoding(output_type, model.num_outputs, model.class_names)
     settings = {
-        "input": file_identity(source.path),
+        **source.resume_settings(),
         "checkpoint": file_identity(checkpoint),
-        "bands": list(source.bands),
         "tile_size": tile_size,
         "overlap": overlap,
         "output_type": output_type.value,
@@ -517,7 +526,7 @@ def _predict_file(
         "rsfm_class_names": ",".join(encoding.labels),
         "rsfm_tile_size": str(tile_size),
         "rsfm_overlap": str(overlap),
-        "rsfm_bands": ",".join(map(str, source.bands)),
+        **source.tags(),
     }
     spec = _output_spec(source, grid, model, encoding, tags)
     with _writing(partial_path(job.raster), "--output"):
@@ -710,52 +719,221 @@ def predict_raster(
     """
     output_type = OutputType(output_type)
     checkpoint = Path(checkpoint)
-    onnx = is_onnx_model(checkpoint)
-    if onnx:
-        _check_onnx_options(checkpoint, precision, devices, num_nodes)
-    elif device == "auto":
-        device = "cuda" if _cuda_available(checkpoint) else "cpu"
+    onnx, device = _runtime(checkpoint, device, precision, devices, num_nodes)
     files = expand_inputs(inputs)
-    # a checkpoint is loaded on the CPU and moved by Fabric; an ONNX session starts on its device
-    model = load_predictor(checkpoint, device=device if onnx else "cpu", strict=strict)
-    tile_size = int(tile_size) if tile_size is not None else model.default_tile_size()
-    overlap = int(overlap) if overlap is not None else min(64, tile_size // 4)
-    batch_size = int(batch_size)
-    fabric_precision = _check_options(tile_size, overlap, batch_size, device, precision)
+    run = _load(checkpoint, onnx, device, precision, strict, tile_size, overlap, batch_size)
+    model = run.model
+    if model.kind == CHANGE:
+        raise ValueError(
+            f"{checkpoint}: the model detects change between two dates: use rsfm predict-change BEFORE AFTER "
+            "(rsfm.predict_change in Python)"
+        )
     sources = [
         check_input(path, model.in_chans, bands if bands is not None else model.contract.bands) for path in files
     ]
     vector_path = Path(vector) if vector is not None else None
-    if vector_path is not None and model.kind != SEGMENTATION:
+    if vector_path is not None and not model.contract.dense:
         raise ValueError(
             f"{checkpoint}: polygons need a segmentation checkpoint; this one classifies scenes (drop --vector)"
         )
     jobs, results = _plan_jobs(
         sources, Path(output), vector_path, checkpoint, resume=resume, overwrite=overwrite, cog=cog
     )
-    _check_pixels(jobs, model)
+    return _run_jobs(
+        run,
+        jobs,
+        results,
+        devices=devices,
+        num_nodes=num_nodes,
+        progress_callback=progress_callback,
+        output_type=output_type,
+        cog=cog,
+        simplify=simplify,
+        min_area=min_area,
+        resume=resume,
+        progress=progress,
+    )
+
+
+def predict_change(
+    before: PathLike,
+    after: PathLike,
+    checkpoint: PathLike,
+    output: PathLike,
+    *,
+    vector: Optional[PathLike] = None,
+    tile_size: Optional[int] = None,
+    overlap: Optional[int] = None,
+    batch_size: int = 8,
+    bands: Optional[Sequence[int]] = None,
+    device: str = "auto",
+    precision: str = "32",
+    output_type: Union[str, OutputType] = OutputType.CLASSES,
+    cog: bool = False,
+    simplify: float = 0.0,
+    min_area: float = 0.0,
+    resampling: str = "bilinear",
+    resume: bool = False,
+    overwrite: bool = False,
+    strict: bool = False,
+    progress: bool = True,
+    progress_callback: Optional[ProgressCallback] = None,
+) -> PredictionResult:
+    """Map the change between two rasters of one place with a change-detection checkpoint, tile
+    by tile, as :func:`predict_raster` maps one raster (the same tiling, blending, checks,
+    resuming and outputs).
+
+    The two rasters may differ in CRS, resolution, extent and grid. The output is on the after
+    raster's grid, restricted to the window that the before raster's footprint overlaps (its
+    bounding box in the after raster's CRS); the before raster is warped onto that grid window
+    by window as the tiles are read (GDAL's warped VRT, at memory that does not depend on the
+    rasters' size). An output pixel is nodata (255) where either date is nodata: a nodata
+    value, an internal mask or an alpha band, and outside the before raster's footprint. The
+    model gets the before date's bands, then the after date's.
+
+    Args:
+        before: raster of the earlier date.
+        after: raster of the later date; its grid is the output grid.
+        checkpoint: a change-detection task checkpoint (``.ckpt``) or its ONNX export.
+        output: the output GeoTIFF (``.tif``).
+        vector: polygons of the change class (``.gpkg`` or ``.geojson``), with their ``area``
+            (square CRS units) and ``mean_probability``.
+        tile_size, overlap, batch_size, device, precision, output_type, cog, simplify, min_area,
+            resume, overwrite, strict: as for :func:`predict_raster`.
+        bands: 1-based bands to use from each raster, in model order (default: the
+            checkpoint's bands, else all but alpha).
+        resampling: how the before raster is resampled onto the output grid: ``bilinear``,
+            ``nearest`` or ``cubic``.
+        progress: show a progress bar (tiles/s and time left) on stderr.
+        progress_callback: called after every batch with (after raster, tiles done, tiles in
+            all); raising from it stops the run, which ``resume=True`` then continues.
+
+    Returns:
+        What was written (``input`` is the after raster, ``before`` the before raster).
+
+    Raises:
+        FileNotFoundError: a raster or the checkpoint does not exist.
+        ImportError: the model's runtime is not installed.
+        ValueError: as for :func:`predict_raster`, and: a checkpoint that does not detect
+            change, rasters that do not overlap, an output that would overwrite either raster.
+            Raised before any tile is predicted.
+        InferenceIOError: an output folder that cannot be written, or a read or write that
+            failed during the run.
+
+    Warns:
+        PixelRangeWarning: a raster's pixels differ from the training pixels (without ``strict``).
+        UserWarning: the rasters have no CRS.
+    """
+    output_type = OutputType(output_type)
+    checkpoint, output = Path(checkpoint), Path(output)
+    onnx, device = _runtime(checkpoint, device, precision, 1, 1)
+    run = _load(checkpoint, onnx, device, precision, strict, tile_size, overlap, batch_size)
+    if run.model.kind != CHANGE:
+        raise ValueError(
+            f"{checkpoint}: holds a {run.model.kind} model, not a change-detection model (for one date use "
+            "rsfm predict-raster)"
+        )
+    if output.is_dir() or output.suffix.lower() not in (".tif", ".tiff"):
+        raise ValueError(f"{output}: --output names the change raster, a file ending in .tif or .tiff")
+    bands = bands if bands is not None else run.model.contract.bands
+    pair = check_pair(Path(before), Path(after), run.model.in_chans, bands, resampling)
+    vector_path = Path(vector) if vector is not None else None
+    jobs, results = _plan_jobs([pair], output, vector_path, checkpoint, resume=resume, overwrite=overwrite, cog=cog)
+    results = _run_jobs(
+        run,
+        jobs,
+        results,
+        devices=1,
+        num_nodes=1,
+        progress_callback=progress_callback,
+        output_type=output_type,
+        cog=cog,
+        simplify=simplify,
+        min_area=min_area,
+        resume=resume,
+        progress=progress,
+    )
+    return dataclasses.replace(results[0], before=pair.before.path)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A loaded model and the checked options that every job of a run shares."""
+
+    model: BasePredictor
+    checkpoint: Path
+    onnx: bool
+    device: str
+    fabric_precision: str
+    tile_size: int
+    overlap: int
+    batch_size: int
+
+
+def _runtime(
+    checkpoint: Path, device: str, precision: str, devices: Union[int, str], num_nodes: int
+) -> Tuple[bool, str]:
+    """Whether the model runs with onnxruntime (options it cannot take are refused), and the
+    device that ``auto`` stands for."""
+    onnx = is_onnx_model(checkpoint)
+    if onnx:
+        _check_onnx_options(checkpoint, precision, devices, num_nodes)
+    elif device == "auto":
+        device = "cuda" if _cuda_available(checkpoint) else "cpu"
+    return onnx, device
+
+
+def _load(
+    checkpoint: Path,
+    onnx: bool,
+    device: str,
+    precision: str,
+    strict: bool,
+    tile_size: Optional[int],
+    overlap: Optional[int],
+    batch_size: int,
+) -> _Run:
+    """Load the model and check the tiling options against it (defaults from its contract)."""
+    # a checkpoint is loaded on the CPU and moved by Fabric; an ONNX session starts on its device
+    model = load_predictor(checkpoint, device=device if onnx else "cpu", strict=strict)
+    tile_size = int(tile_size) if tile_size is not None else model.default_tile_size()
+    overlap = int(overlap) if overlap is not None else min(64, tile_size // 4)
+    batch_size = int(batch_size)
+    fabric_precision = _check_options(tile_size, overlap, batch_size, device, precision)
+    return _Run(model, checkpoint, onnx, device, fabric_precision, tile_size, overlap, batch_size)
+
+
+def _run_jobs(
+    run: _Run,
+    jobs: List[_Job],
+    results: List[PredictionResult],
+    *,
+    devices: Union[int, str],
+    num_nodes: int,
+    progress_callback: Optional[ProgressCallback],
+    **options: Any,
+) -> List[PredictionResult]:
+    """The last checks (input pixels, writable output folders), then every job of this process,
+    appended to ``results``. ``options`` are those of :func:`_predict_file`."""
+    _check_pixels(jobs, run.model)
     _check_outputs_writable(jobs)
     stop = _CallerStop(progress_callback) if progress_callback is not None else None
-
-    processes = _Processes() if onnx else _launch_fabric(model, device, devices, num_nodes, fabric_precision)
+    processes = (
+        _Processes() if run.onnx else _launch_fabric(run.model, run.device, devices, num_nodes, run.fabric_precision)
+    )
     for job in jobs[processes.global_rank :: processes.world_size]:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # bounds the cache in every thread
             result = _run_job(
                 job,
-                model,
-                checkpoint,
+                run.model,
+                run.checkpoint,
                 stop,
-                tile_size=tile_size,
-                overlap=overlap,
-                batch_size=batch_size,
-                output_type=output_type,
-                cog=cog,
-                simplify=simplify,
-                min_area=min_area,
-                resume=resume,
-                progress=progress,
+                tile_size=run.tile_size,
+                overlap=run.overlap,
+                batch_size=run.batch_size,
                 position=processes.local_rank,
                 progress_callback=stop,
+                **options,
             )
         results.append(result)
     if processes.world_size > 1:

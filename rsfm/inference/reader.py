@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Protocol, Tuple
 
 import numpy as np
 import rasterio
@@ -18,10 +19,33 @@ from rasterio.windows import Window
 from rsfm.data.tiling import TileGrid, reflect_pad
 from rsfm.inference.crops import plan_crops
 from rsfm.inference.errors import InferenceIOError, error_reason
-from rsfm.inference.inputs import RasterInput
 
 # torch has no kernels for these; their values fit float32 well enough for a model input
 _TORCH_UNFRIENDLY = {"uint32", "int64", "uint64", "float64"}
+
+
+class RasterSource(Protocol):
+    """What the tile readers read: a :class:`~rsfm.inference.inputs.RasterInput`, or a
+    :class:`~rsfm.inference.pair.RasterPair` (two dates read as one raster)."""
+
+    @property
+    def path(self) -> Path: ...  # named in errors
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def bands(self) -> Tuple[int, ...]: ...  # 1-based indexes passed to ``read``/``read_masks``
+
+    @property
+    def dtype(self) -> str: ...
+
+    def open(self) -> Any:
+        """A context manager with rasterio's ``read(indexes, window=, out_dtype=)`` and
+        ``read_masks(indexes, window=)``."""
 
 
 def _model_dtype(dtype: str) -> np.dtype:
@@ -117,19 +141,19 @@ def first_batch_tile(grid: TileGrid, batch_size: int, first_row: int) -> int:
 
 
 @contextlib.contextmanager
-def _reading(source: RasterInput) -> Iterator[None]:
-    """Turn GDAL's read errors into one :class:`InferenceIOError` naming the input."""
+def reading_errors(path: Path) -> Iterator[None]:
+    """Turn GDAL's read errors into one :class:`InferenceIOError` naming the input ``path``."""
     try:
         yield
     except (RasterioIOError, CPLE_BaseError) as error:
         raise InferenceIOError(
-            source.path,
+            path,
             f"cannot read pixels: {error_reason(error)}",
             "the file is truncated, damaged or gone; fetch it again",
         ) from error
 
 
-def iter_tile_batches(source: RasterInput, grid: TileGrid, batch_size: int, first_row: int = 0) -> Iterator[TileBatch]:
+def iter_tile_batches(source: RasterSource, grid: TileGrid, batch_size: int, first_row: int = 0) -> Iterator[TileBatch]:
     """Read the tiles of ``grid`` in batches, from the batch holding tile row ``first_row``.
 
     A batch takes ``batch_size`` consecutive tiles in row-major order (across row ends);
@@ -138,7 +162,7 @@ def iter_tile_batches(source: RasterInput, grid: TileGrid, batch_size: int, firs
     reflect-padded; tiles without any valid pixel are listed in ``skipped`` instead.
 
     Args:
-        source: the checked input raster.
+        source: the checked input (a raster, or a pair of dates read as one).
         grid: the tile grid over it.
         batch_size: tiles per batch.
         first_row: tile row to resume from (the batch holding its first tile is the first).
@@ -146,14 +170,14 @@ def iter_tile_batches(source: RasterInput, grid: TileGrid, batch_size: int, firs
     Raises:
         InferenceIOError: the raster cannot be read (damaged, or gone since it was checked).
     """
-    with _reading(source):
+    with reading_errors(source.path):
         yield from _read_tile_batches(source, grid, batch_size, first_row)
 
 
-def _read_tile_batches(source: RasterInput, grid: TileGrid, batch_size: int, first_row: int) -> Iterator[TileBatch]:
+def _read_tile_batches(source: RasterSource, grid: TileGrid, batch_size: int, first_row: int) -> Iterator[TileBatch]:
     size, stride = grid.tile_size, grid.stride
     floating = np.dtype(source.dtype).kind == "f"
-    with rasterio.open(source.path) as dataset:
+    with source.open() as dataset:
         for first in range(first_batch_tile(grid, batch_size, first_row), len(grid), batch_size):
             last = min(first + batch_size, len(grid)) - 1
             pixels = np.empty((last - first + 1, len(source.bands), size, size), dtype=_model_dtype(source.dtype))
@@ -185,7 +209,7 @@ class _Region:
     raster. Validity of float rasters needs the pixels (NaN is nodata), so they are always read."""
 
     def __init__(
-        self, dataset: rasterio.DatasetReader, source: RasterInput, window: Window, pixels: bool = True
+        self, dataset: rasterio.DatasetReader, source: RasterSource, window: Window, pixels: bool = True
     ) -> None:
         self.row_off, self.col_off = int(window.row_off), int(window.col_off)
         floating = np.dtype(source.dtype).kind == "f"
@@ -213,7 +237,7 @@ def _window(grid: TileGrid, top: int, bottom: int, left: int, right: int) -> Win
     return Window(left, top, min(right, grid.width) - left, min(bottom, grid.height) - top)
 
 
-def iter_crop_batches(source: RasterInput, grid: TileGrid, batch_size: int, first_row: int = 0) -> Iterator[CropBatch]:
+def iter_crop_batches(source: RasterSource, grid: TileGrid, batch_size: int, first_row: int = 0) -> Iterator[CropBatch]:
     """Read the tiles of ``grid`` in batches, as the rectangles of valid data that a segmentation
     model runs on (:func:`rsfm.inference.crops.plan_crops`), from the batch holding tile row
     ``first_row``.
@@ -227,7 +251,7 @@ def iter_crop_batches(source: RasterInput, grid: TileGrid, batch_size: int, firs
     Raises:
         InferenceIOError: the raster cannot be read (damaged, or gone since it was checked).
     """
-    with _reading(source):
+    with reading_errors(source.path):
         yield from _read_crop_batches(source, grid, batch_size, first_row)
 
 
@@ -236,9 +260,9 @@ def iter_crop_batches(source: RasterInput, grid: TileGrid, batch_size: int, firs
 _Plan = Tuple[Tuple[int, int, int, int], Tuple[slice, slice], np.ndarray]
 
 
-def _read_crop_batches(source: RasterInput, grid: TileGrid, batch_size: int, first_row: int) -> Iterator[CropBatch]:
+def _read_crop_batches(source: RasterSource, grid: TileGrid, batch_size: int, first_row: int) -> Iterator[CropBatch]:
     size, stride = grid.tile_size, grid.stride
-    with rasterio.open(source.path) as dataset:
+    with source.open() as dataset:
         for first in range(first_batch_tile(grid, batch_size, first_row), len(grid), batch_size):
             last = min(first + batch_size, len(grid)) - 1
             batch = CropBatch([], np.zeros((0, size, size), dtype=bool), [])
@@ -276,7 +300,7 @@ def _read_crop_batches(source: RasterInput, grid: TileGrid, batch_size: int, fir
 
 
 def _plan_row(
-    dataset: rasterio.DatasetReader, source: RasterInput, grid: TileGrid, row: int, first_col: int, last_col: int
+    dataset: rasterio.DatasetReader, source: RasterSource, grid: TileGrid, row: int, first_col: int, last_col: int
 ) -> Tuple[List[_Region], Dict[int, Optional[List[_Plan]]]]:
     """The rectangles of the windows ``first_col .. last_col`` of tile row ``row`` (``None`` for a
     window without valid pixels), and the regions holding their pixels.

@@ -61,6 +61,7 @@ class ChangeModel(SegmentationModel):
         dropout: float = 0.1,
         freeze_backbone: bool = False,
         backbone_kwargs: Optional[Dict[str, Any]] = None,
+        fine_channels: int = 8,
     ) -> None:
         super().__init__(
             backbone,
@@ -75,6 +76,8 @@ class ChangeModel(SegmentationModel):
             backbone_kwargs=backbone_kwargs,
         )
         self.fusions = nn.ModuleList(DateFusion(channels) for channels in self.backbone.feature_info.channels())
+        self.fine = ConvNormAct(in_chans, fine_channels, 3)
+        self.head = nn.Conv2d(decoder_channels + fine_channels, num_classes, kernel_size=1)
 
     def pyramids(self, before: torch.Tensor, after: torch.Tensor) -> Sequence[torch.Tensor]:
         """The fused pyramid, finest first (what the decoder reads)."""
@@ -95,5 +98,6 @@ class ChangeModel(SegmentationModel):
 
     def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """Two normalised ``(B, in_chans, H, W)`` images -> ``(B, num_classes, H, W)`` logits."""
-        logits = self.head(self.dropout(self.decoder(self.pyramids(before, after))))
-        return _resize(logits, after.shape[-2:])
+        context = _resize(self.decoder(self.pyramids(before, after)), after.shape[-2:])
+        fine = self.fine((before - after).abs())
+        return self.head(self.dropout(torch.cat([context, fine], dim=1)))

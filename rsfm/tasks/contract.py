@@ -17,7 +17,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-__all__ = ["CHANGE", "CLASSIFICATION", "CONTRACT_KEY", "CONTRACT_VERSION", "SEGMENTATION", "TASK_KINDS", "InputContract"]
+__all__ = [
+    "CHANGE",
+    "CLASSIFICATION",
+    "CONTRACT_KEY",
+    "CONTRACT_VERSION",
+    "SEGMENTATION",
+    "TASK_KINDS",
+    "InputContract",
+]
 
 CONTRACT_VERSION = 1
 CONTRACT_KEY = "rsfm_contract"

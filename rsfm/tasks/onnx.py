@@ -64,7 +64,7 @@ def _write_fp32(task: BaseTask, path: Path, opset: int) -> None:
     # Two images and a size that is no multiple of the window or patch size, so that nothing
     # about the example is taken for a constant of the graph.
     size = contract.image_size or 64
-    example = torch.rand(2, contract.in_chans, size, size + 16)
+    example = torch.rand(2, contract.input_channels, size, size + 16)
     dynamic = torch.export.Dim.DYNAMIC
     with torch.no_grad():
         program = torch.onnx.export(

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rsfm.cli import main
-from rsfm.tasks import BuildingSegmentationTask, SceneClassificationTask
+from rsfm.tasks import BuildingSegmentationTask, ChangeDetectionTask, SceneClassificationTask
 from rsfm.tasks.base import BaseTask, load_task
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "release_0_1"
@@ -48,7 +48,7 @@ def _onnx_differences(
     generator = torch.Generator().manual_seed(0)
     differences = {}
     for batch, height, width in sizes:
-        pixels = torch.rand(batch, task.contract.in_chans, height, width, generator=generator) * 255
+        pixels = torch.rand(batch, task.contract.input_channels, height, width, generator=generator) * 255
         with torch.no_grad():
             expected = task.forward_raw(pixels).numpy()
         (logits,) = session.run(None, {"pixels": pixels.numpy()})
@@ -91,7 +91,7 @@ def test_scene_classifier_matches_pytorch_at_several_sizes(tmp_path, capsys):
     session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(0)
     for batch, height, width in [(2, 64, 64), (1, 48, 80), (3, 50, 70), (1, 100, 130), (2, 77, 93)]:
-        pixels = torch.rand(batch, task.contract.in_chans, height, width, generator=generator) * 255
+        pixels = torch.rand(batch, task.contract.input_channels, height, width, generator=generator) * 255
         with torch.no_grad():
             expected = task.forward_raw(pixels).numpy()
         (logits,) = session.run(None, {"pixels": pixels.numpy()})
@@ -125,6 +125,23 @@ def test_resnet_building_model_matches_pytorch_at_odd_sizes(tmp_path, single_thr
 def test_vitaev2_building_model_matches_pytorch_at_odd_sizes(tmp_path):
     differences = _onnx_differences(BUILDINGS, tmp_path / "buildings.onnx", [*ODD_SIZES, (1, 128, 96)])
     assert max(differences.values()) <= TOLERANCE, differences
+
+
+def test_change_model_matches_pytorch_and_runs_in_the_change_detector(tmp_path, single_thread):
+    from rsfm import ChangeDetector
+
+    torch.manual_seed(0)
+    task = ChangeDetectionTask(
+        backbone="vitaev2_tiny_test", decoder_channels=16, num_overlays=0, before_mean=[60.0, 70.0, 80.0], **STATS
+    )
+    checkpoint = _save(task, tmp_path / "change.ckpt")
+    differences = _onnx_differences(checkpoint, tmp_path / "change.onnx", ODD_SIZES)
+    assert max(differences.values()) <= TOLERANCE, differences
+    rng = np.random.default_rng(0)
+    before, after = rng.integers(0, 256, (2, 70, 90, 3), dtype=np.uint8)
+    exported = ChangeDetector.load(tmp_path / "change.onnx").predict(before, after)
+    expected = ChangeDetector.load(checkpoint).predict(before, after)
+    np.testing.assert_allclose(exported.probability, expected.probability, atol=1e-5)
 
 
 @pytest.mark.slow  # about a minute on 2 CPU cores: exporting vitaev2_s
