@@ -78,7 +78,8 @@ def _cli(config: Path, output_dir: Path, name: str, extra: List[str]) -> Lightni
     cli = LightningCLI(
         subclass_mode_model=True, subclass_mode_data=True, run=False, args=args, save_config_kwargs={"overwrite": True}
     )
-    cli.trainer.checkpoint_callback.dirpath = str(output_dir / name / "checkpoints")
+    for callback in cli.trainer.checkpoint_callbacks:  # the best one and the one writing last.ckpt
+        callback.dirpath = str(output_dir / name / "checkpoints")
     return cli
 
 
@@ -89,7 +90,7 @@ def _scene_backbone(output_dir: Path) -> Dict[str, Any]:
     seconds = time.perf_counter() - start
     (metrics,) = cli.trainer.validate(cli.model, cli.datamodule, ckpt_path="last", verbose=False)
     backbone = export_backbone(
-        cli.trainer.checkpoint_callback.last_model_path, output_dir / "scene_backbone.safetensors"
+        cli.trainer.checkpoint_callbacks[-1].last_model_path, output_dir / "scene_backbone.safetensors"
     )
     return {
         "backbone_file": str(backbone),

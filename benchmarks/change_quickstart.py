@@ -13,6 +13,7 @@ Both are scored on every pixel of the held-out pairs together (F1, IoU, precisio
 change class), overall and per folder.
 
     nice python benchmarks/change_quickstart.py [--seeds 0 1 2] [--output-dir DIR] [--threads N]
+        [--override=--trainer.max_epochs=60 ...]
 
 Prints the machine, one JSON line per run and a final JSON line with everything.
 """
@@ -44,7 +45,7 @@ CONFIG = REPO / "configs" / "change_quickstart.yaml"
 THRESHOLDS = 200
 
 
-def _cli(output_dir: Path, name: str, seed: int) -> LightningCLI:
+def _cli(output_dir: Path, name: str, seed: int, overrides: Sequence[str] = ()) -> LightningCLI:
     args = [
         "--config",
         str(CONFIG),
@@ -52,12 +53,14 @@ def _cli(output_dir: Path, name: str, seed: int) -> LightningCLI:
         f"--trainer.logger.init_args.name={name}",
         "--trainer.enable_progress_bar=false",
         f"--seed_everything={seed}",
+        *overrides,
     ]
     os.chdir(REPO)  # the config's data paths are relative to the repository root
     cli = LightningCLI(
         subclass_mode_model=True, subclass_mode_data=True, run=False, args=args, save_config_kwargs={"overwrite": True}
     )
-    cli.trainer.checkpoint_callback.dirpath = str(output_dir / name / "checkpoints")
+    for callback in cli.trainer.checkpoint_callbacks:  # the best one and the one writing last.ckpt
+        callback.dirpath = str(output_dir / name / "checkpoints")
     return cli
 
 
@@ -145,8 +148,8 @@ def _validation_curve(cli: LightningCLI) -> Dict[int, float]:
     return {int(row["epoch"]): round(float(row["val/f1"]), 3) for row in rows}
 
 
-def run(output_dir: Path, seed: int) -> Dict[str, Any]:
-    cli = _cli(output_dir, f"change_seed{seed}", seed)
+def run(output_dir: Path, seed: int, overrides: Sequence[str] = ()) -> Dict[str, Any]:
+    cli = _cli(output_dir, f"change_seed{seed}", seed, overrides)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, cli.datamodule)
     seconds = time.perf_counter() - start
@@ -170,6 +173,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (the split stays fixed)")
     parser.add_argument("--output-dir", type=Path, default=None, help="logs and checkpoints (default: a temp folder)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="a LightningCLI option for every run, e.g. --override=--trainer.max_epochs=60",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -179,9 +188,9 @@ def main() -> None:
         output_dir = args.output_dir or Path(scratch)
         runs = []
         for seed in args.seeds:
-            runs.append(run(output_dir, seed))
+            runs.append(run(output_dir, seed, args.override))
             print(json.dumps(runs[-1]), flush=True)
-    summary: Dict[str, Any] = {"runs": runs}
+    summary: Dict[str, Any] = {"overrides": args.override, "runs": runs}
     for name in ("model", "difference_standardised", "difference_raw"):
         f1 = [report[name]["all"]["f1"] for report in runs]
         summary[f"{name}_f1_mean"] = round(statistics.mean(f1), 4)

@@ -77,7 +77,8 @@ def _run(config: Path, name: str, output_dir: Path, extra: List[str], task: Dict
         subclass_mode_model=True, subclass_mode_data=True, run=False, args=args, save_config_kwargs={"overwrite": True}
     )
     trainer = cli.trainer
-    trainer.checkpoint_callback.dirpath = str(output_dir / name / "checkpoints")
+    for callback in trainer.checkpoint_callbacks:  # the best one and the one writing last.ckpt
+        callback.dirpath = str(output_dir / name / "checkpoints")
     start = time.perf_counter()
     trainer.fit(cli.model, cli.datamodule)
     seconds = time.perf_counter() - start
@@ -88,7 +89,7 @@ def _run(config: Path, name: str, output_dir: Path, extra: List[str], task: Dict
         "epochs": trainer.current_epoch,
         "fit_seconds": round(seconds, 1),
         "score": round(float(metrics[task["metric"]]), 4),
-        "checkpoint": trainer.checkpoint_callback.last_model_path,
+        "checkpoint": trainer.checkpoint_callbacks[-1].last_model_path,
     }
 
 

@@ -78,7 +78,8 @@ def _cli(name: str, output_dir: Path, extra: List[str]) -> LightningCLI:
     cli = LightningCLI(
         subclass_mode_model=True, subclass_mode_data=True, run=False, args=args, save_config_kwargs={"overwrite": True}
     )
-    cli.trainer.checkpoint_callback.dirpath = str(output_dir / name / "checkpoints")
+    for callback in cli.trainer.checkpoint_callbacks:  # the best one and the one writing last.ckpt
+        callback.dirpath = str(output_dir / name / "checkpoints")
     return cli
 
 

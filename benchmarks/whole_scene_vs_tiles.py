@@ -175,9 +175,10 @@ def train(output_dir: Path, epochs: Optional[int], seed: Optional[int], nodata_p
     cli = LightningCLI(
         subclass_mode_model=True, subclass_mode_data=True, run=False, args=args, save_config_kwargs={"overwrite": True}
     )
-    cli.trainer.checkpoint_callback.dirpath = str(output_dir / "checkpoints")
+    for callback in cli.trainer.checkpoint_callbacks:  # the best one and the one writing last.ckpt
+        callback.dirpath = str(output_dir / "checkpoints")
     cli.trainer.fit(cli.model, cli.datamodule)
-    return Path(cli.trainer.checkpoint_callback.last_model_path)
+    return Path(cli.trainer.checkpoint_callbacks[-1].last_model_path)
 
 
 def main() -> None:

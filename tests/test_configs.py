@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from rsfm.cli import main
 from rsfm.models import create_model
@@ -155,3 +156,46 @@ def test_config_fast_dev_run(name, data_dir, tiny_backbone, tmp_path, monkeypatc
         lightning_logger.removeHandler(caplog.handler)
     assert status == 0
     assert "`Trainer.fit` stopped: `max_steps=1` reached." in caplog.text
+
+
+class _NeverImproves:
+    """A tiny LightningModule whose every monitored metric gets worse each epoch."""
+
+    @staticmethod
+    def make():
+        from lightning.pytorch.demos.boring_classes import BoringModel
+
+        class Module(BoringModel):
+            def validation_step(self, batch, batch_idx):
+                for name in ("val/iou", "val/f1", "val/acc", "val/loss"):
+                    worse = -self.current_epoch if name != "val/loss" else self.current_epoch
+                    self.log(name, float(worse))
+                return super().validation_step(batch, batch_idx)
+
+        return Module()
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_OVERRIDES))
+def test_last_checkpoint_is_the_latest_epoch(name, tmp_path):
+    """``--ckpt_path last`` (resuming a killed run, validating "last") must find the last epoch,
+    also when the monitored metric stopped improving: Lightning 2.6 updates a monitoring
+    callback's ``save_last`` only with a new best, so each config needs a callback that writes
+    ``last.ckpt`` every epoch."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    config = yaml.safe_load((CONFIGS / name).read_text())
+    entries = [c for c in config["trainer"].get("callbacks", []) if c["class_path"].endswith(".ModelCheckpoint")]
+    assert entries, f"{name}: no ModelCheckpoint"
+    callbacks = [ModelCheckpoint(**dict(entry.get("init_args", {}), dirpath=tmp_path)) for entry in entries]
+    trainer = Trainer(
+        max_epochs=3,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )
+    trainer.fit(_NeverImproves.make())
+    assert torch.load(tmp_path / "last.ckpt", weights_only=False)["epoch"] == 2
