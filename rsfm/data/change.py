@@ -125,6 +125,10 @@ class ChangeTrainTransform:
         scale_range: (min, max) zoom factor; ``(1, 1)`` disables rescaling.
         jitter: brightness and contrast change per date, as a fraction (0 disables it).
         swap_p: probability of swapping the dates.
+        paste_p: probability of a synthetic change: a rectangle of one date (10-35 % of each
+            side) is replaced by another part of the same image, and marked as change. With few
+            labelled pairs this teaches "the content differs between the dates" beyond the
+            changes the labels show (0 disables it).
     """
 
     def __init__(
@@ -133,14 +137,16 @@ class ChangeTrainTransform:
         scale_range: Sequence[float] = (1.0, 1.0),
         jitter: float = 0.2,
         swap_p: float = 0.5,
+        paste_p: float = 0.0,
     ) -> None:
         if patch_size <= 0:
             raise ValueError(f"patch_size must be a positive number of pixels, got {patch_size}")
         low, high = (float(s) for s in scale_range)
         if not 0 < low <= high:
             raise ValueError(f"scale_range must be (min, max) with 0 < min <= max, got {tuple(scale_range)}")
-        if not 0 <= swap_p <= 1:
-            raise ValueError(f"swap_p is a probability, between 0 and 1; got {swap_p}")
+        for name, value in (("swap_p", swap_p), ("paste_p", paste_p)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} is a probability, between 0 and 1; got {value}")
         if jitter < 0:
             raise ValueError(f"jitter must be 0 or more, got {jitter}")
         steps: List[A.BasicTransform] = []
@@ -157,6 +163,7 @@ class ChangeTrainTransform:
             else None
         )
         self.swap_p = swap_p
+        self.paste_p = paste_p
         self.rng = np.random.default_rng()
 
     def set_random_seed(self, seed: int) -> None:
@@ -172,11 +179,28 @@ class ChangeTrainTransform:
         scaled = image.astype(np.float32) / top
         return self.photometric(image=scaled)["image"] * top
 
+    def _paste(self, before: np.ndarray, after: np.ndarray, mask: np.ndarray) -> Tuple[np.ndarray, ...]:
+        height, width = mask.shape
+        rows, cols = (max(1, int(self.rng.uniform(0.1, 0.35) * side)) for side in (height, width))
+        top, left = self.rng.integers(0, height - rows + 1), self.rng.integers(0, width - cols + 1)
+        from_top, from_left = self.rng.integers(0, height - rows + 1), self.rng.integers(0, width - cols + 1)
+        change_before = self.rng.random() < 0.5
+        changed = (before if change_before else after).copy()
+        changed[top : top + rows, left : left + cols] = changed[
+            from_top : from_top + rows, from_left : from_left + cols
+        ]
+        mask = mask.copy()
+        region = mask[top : top + rows, left : left + cols]
+        region[region != IGNORE_INDEX] = 1
+        return (changed, after, mask) if change_before else (before, changed, mask)
+
     def __call__(self, before: np.ndarray, after: np.ndarray, mask: np.ndarray) -> Tuple[np.ndarray, ...]:
         out = self.geometry(image=before, after=after, mask=mask)
         before, after, mask = out["image"], out["after"], out["mask"]
         if self.photometric is not None:
             before, after = self._jitter(before), self._jitter(after)
+        if self.rng.random() < self.paste_p:
+            before, after, mask = self._paste(before, after, mask)
         if self.rng.random() < self.swap_p:
             before, after = after, before
         return before, after, mask
@@ -253,7 +277,8 @@ class ChangeDetectionDataModule(LightningDataModule):
         val_fraction: for roots without splits: the share of pairs held out (rounded, at least
             one), drawn with ``split_seed``; they are both the validation and the test pairs.
         split_seed: seed of that draw.
-        patch_size, scale_range, jitter, swap_p: training augmentation (:class:`ChangeTrainTransform`).
+        patch_size, scale_range, jitter, swap_p, paste_p: training augmentation
+            (:class:`ChangeTrainTransform`).
         batch_size: training batch size; ``val_batch_size`` defaults to it.
         num_workers: data loading processes.
         bands: 1-based bands fed to the model from both dates, in this order (``None``: all).
@@ -279,6 +304,7 @@ class ChangeDetectionDataModule(LightningDataModule):
         scale_range: Tuple[float, float] = (1.0, 1.0),
         jitter: float = 0.2,
         swap_p: float = 0.5,
+        paste_p: float = 0.0,
         batch_size: int = 8,
         val_batch_size: Optional[int] = None,
         num_workers: int = 0,
@@ -294,7 +320,7 @@ class ChangeDetectionDataModule(LightningDataModule):
         roots = root if isinstance(root, (list, tuple)) else [root]
         self.hparams.root = [str(path) for path in roots]  # plain types in checkpoints
         self.roots = [Path(path) for path in roots]
-        self.train_transform = ChangeTrainTransform(patch_size, scale_range, jitter, swap_p)
+        self.train_transform = ChangeTrainTransform(patch_size, scale_range, jitter, swap_p, paste_p)
         self.val_batch_size = val_batch_size or batch_size
         self._pixel_range: Optional[Dict[str, Any]] = None
 

@@ -146,3 +146,31 @@ def test_shared_samples_split_into_unseen_pairs(data_dir):
     assert {p[0].parent.parent.name for p in held_out} == {"levir_samples", "dsifn_samples"}
     sample = ChangePairDataset(held_out, mask_values="0/255")[0]
     assert sample["image"].shape == (6, 256, 256) and set(sample["mask"].unique().tolist()) <= {0, 1}
+
+
+def _dihedral(image: np.ndarray) -> list:
+    return [np.rot90(flipped, k) for flipped in (image, image[:, ::-1]) for k in range(4)]
+
+
+def test_synthetic_change_is_a_moved_part_of_one_date_marked_as_change():
+    rng = np.random.default_rng(0)
+    before = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    transform = ChangeTrainTransform(64, jitter=0.0, swap_p=0.0, paste_p=1.0)
+    transform.set_random_seed(0)
+    changed_dates = set()
+    for _ in range(8):
+        out_before, out_after, out_mask = transform(before, before, np.zeros((64, 64), np.uint8))
+        differs = (out_before != out_after).any(axis=2)
+        np.testing.assert_array_equal(out_mask == 1, differs)  # the moved rectangle, and only it, is change
+        rows, cols = np.nonzero(differs)
+        assert differs[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
+        untouched = [
+            any(np.array_equal(out, variant) for variant in _dihedral(before)) for out in (out_before, out_after)
+        ]
+        assert sum(untouched) == 1  # one date keeps its pixels (moved by the shared geometry only)
+        changed_dates.add(untouched.index(False))
+    assert changed_dates == {0, 1}  # either date may change
+    unlabelled = np.full((64, 64), 255, np.uint8)
+    assert (transform(before, before, unlabelled)[2] == 255).all()  # pixels without labels stay so
+    with pytest.raises(ValueError, match="paste_p is a probability"):
+        ChangeTrainTransform(64, paste_p=1.5)
