@@ -76,7 +76,10 @@ class ChangeDetector(PredictorView):
     ) -> None:
         _check_threshold(threshold)
         if task.task_kind != CHANGE or task.num_outputs != 1:
-            raise ValueError(f"ChangeDetector needs a binary change-detection task, got a {type(task).__name__}")
+            raise ValueError(
+                f"ChangeDetector needs a binary change-detection task, got a {type(task).__name__} with "
+                f"{task.num_outputs} output(s); map semantic change with rsfm.predict_change"
+            )
         self.predictor: BasePredictor = Predictor(task, strict=strict)
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.threshold = threshold
@@ -105,7 +108,12 @@ class ChangeDetector(PredictorView):
         """
         _check_threshold(threshold)
         predictor = load_predictor(checkpoint, device=device, strict=strict)
-        if predictor.kind != CHANGE or predictor.num_outputs != 1:
+        if predictor.kind == CHANGE and predictor.num_outputs != 1:
+            raise ValueError(
+                f"{checkpoint}: holds a semantic change model ({predictor.num_outputs} classes); ChangeDetector is "
+                "for binary change: map it with rsfm.predict_change"
+            )
+        if predictor.kind != CHANGE:
             held = type(predictor.task).__name__ if isinstance(predictor, Predictor) else f"{predictor.kind} model"
             raise ValueError(
                 f"{checkpoint}: holds a {held}, not a change-detection task (for one image use "

@@ -11,14 +11,16 @@ extensions may differ):
 
 A sample is ``{'image': float32 (2 * C, H, W), 'mask': int64 (H, W)}``: the before date's bands
 then the after date's, raw values (the task normalises each date with its own statistics), and
-0 no change, 1 change, 255 not labelled. Masks follow ``mask_values`` as building masks do.
+0 no change, 1 change, 255 not labelled. Masks follow ``mask_values`` as building masks do;
+``"classes"`` reads semantic change masks whose values are class indices (0 = no change, 1, 2,
+... the kinds of change, 255 not labelled).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import albumentations as A
 import numpy as np
@@ -26,17 +28,47 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from rsfm.data.buildings import MaskValues, _mask_meaning, check_mask_values, read_mask
+from rsfm.data.buildings import _mask_meaning, _read_mask_array, check_mask_values, read_mask
 from rsfm.data.io import IMAGE_EXTENSIONS, read_image
 from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
 from rsfm.data.seeding import AugmentationSeeds
 from rsfm.data.segmentation import IGNORE_INDEX
 
-__all__ = ["ChangeDetectionDataModule", "ChangePairDataset", "ChangeTrainTransform", "find_change_pairs"]
+__all__ = [
+    "CLASS_INDICES",
+    "ChangeDetectionDataModule",
+    "ChangePairDataset",
+    "ChangeTrainTransform",
+    "find_change_pairs",
+    "read_class_mask",
+]
 
 #: a pair's files: before image, after image, change mask
 Pair = Tuple[Path, Path, Path]
+#: semantic change masks: the stored values are the class indices (255 = not labelled)
+CLASS_INDICES = "classes"
+#: the ``mask_values`` a change datamodule takes: the binary conventions of building masks, and
+#: class indices
+ChangeMaskValues = Literal["0/255", "0/1", "0/1/255=ignore", "classes"]
 _PIXEL_RANGE_PAIRS = 128
+
+
+def _check_mask_values(mask_values: str) -> None:
+    if mask_values != CLASS_INDICES:
+        _mask_meaning(mask_values)
+
+
+def read_class_mask(path: Union[str, os.PathLike]) -> np.ndarray:
+    """A semantic change mask as stored: (H, W) uint8 class indices, 255 = not labelled.
+
+    Raises:
+        ImageReadError: the file cannot be read or has more than one band.
+        ValueError: values outside 0-255 (e.g. a 16-bit mask), naming the file.
+    """
+    array = _read_mask_array(Path(path))
+    if array.dtype != np.uint8 and (array.min() < 0 or array.max() > 255):
+        raise ValueError(f"{path}: class indices must be 0-254 (255 = not labelled), found {array.min()}-{array.max()}")
+    return array.astype(np.uint8)
 
 
 def _index(folder: Path) -> Dict[str, Path]:
@@ -213,7 +245,8 @@ class ChangePairDataset(Dataset):
         pairs: the files of each pair.
         transform: a :class:`ChangeTrainTransform` (or any callable with its signature).
         bands: 1-based bands to keep of both dates, in this order (``None``: all).
-        mask_values: what the mask values mean, a key of ``rsfm.data.buildings.MASK_VALUES``
+        mask_values: what the mask values mean, a key of ``rsfm.data.buildings.MASK_VALUES``, or
+            ``"classes"`` (class indices)
             (``"0/255"``: 0 no change, 255 change).
 
     Reading an item raises ``ValueError`` naming the files when the dates or the mask differ in
@@ -227,7 +260,7 @@ class ChangePairDataset(Dataset):
         bands: Optional[Sequence[int]] = None,
         mask_values: str = "0/255",
     ) -> None:
-        _mask_meaning(mask_values)
+        _check_mask_values(mask_values)
         self.pairs = [tuple(Path(path) for path in pair) for pair in pairs]
         self.transform = transform
         self.bands = bands
@@ -240,7 +273,9 @@ class ChangePairDataset(Dataset):
         """The raw (H, W, C) before and after images and the (H, W) mask of pair ``index``."""
         before_path, after_path, mask_path = self.pairs[index]
         before, after = read_image(before_path, self.bands), read_image(after_path, self.bands)
-        mask = read_mask(mask_path, self.mask_values)
+        mask = (
+            read_class_mask(mask_path) if self.mask_values == CLASS_INDICES else read_mask(mask_path, self.mask_values)
+        )
         if before.shape != after.shape:
             raise ValueError(
                 f"{before_path} ({before.shape[1]}x{before.shape[0]} px, {before.shape[2]} bands) and {after_path} "
@@ -285,6 +320,8 @@ class ChangeDetectionDataModule(LightningDataModule):
         mask_values: what the mask values mean: ``"0/255"`` (LEVIR-CD, WHU-CD, CDD as prepared),
             ``"0/1"``, or ``"0/1/255=ignore"`` (255 marks pixels without labels, skipped by
             loss and metrics). Every mask of the splits prepared is checked at ``setup``.
+            ``"classes"``: semantic change, the values are class indices (0 no change, 1, 2, ...
+            the kinds of change; 255 not labelled); the task's ``class_names`` name them.
 
     After ``setup("fit")``, ``pixel_range`` describes the raw training pixels of both dates.
     """
@@ -309,10 +346,12 @@ class ChangeDetectionDataModule(LightningDataModule):
         val_batch_size: Optional[int] = None,
         num_workers: int = 0,
         bands: Optional[List[int]] = None,
-        mask_values: MaskValues = "0/255",
+        mask_values: ChangeMaskValues = "0/255",
     ) -> None:
         super().__init__()
-        _mask_meaning(mask_values)
+        _check_mask_values(mask_values)
+        if mask_values == CLASS_INDICES and paste_p > 0:
+            raise ValueError("paste_p marks synthetic change as class 1: use it with binary masks, not 'classes'")
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
         # kept out of the logger: the task logs bands and mask_values under the same keys
@@ -373,7 +412,8 @@ class ChangeDetectionDataModule(LightningDataModule):
 
     def _dataset(self, split: str, transform: Optional[ChangeTrainTransform]) -> ChangePairDataset:
         pairs = self.split_pairs(split)
-        check_mask_values([mask for _, _, mask in pairs], self.hparams.mask_values)
+        if self.hparams.mask_values != CLASS_INDICES:  # class masks are checked against the classes in training
+            check_mask_values([mask for _, _, mask in pairs], self.hparams.mask_values)
         return ChangePairDataset(pairs, transform, self.hparams.bands, self.hparams.mask_values)
 
     def setup(self, stage: str) -> None:

@@ -1,4 +1,5 @@
-"""Change detection between two dates: binary change segmentation with a Siamese UperNet model."""
+"""Change detection between two dates: binary (change / no change) or semantic (kinds of change)
+segmentation with a Siamese UperNet model."""
 
 from __future__ import annotations
 
@@ -8,11 +9,20 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassF1Score,
+    MulticlassJaccardIndex,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
 
+from rsfm.data.change import CLASS_INDICES
 from rsfm.models.change import ChangeModel
 from rsfm.tasks.base import register_task
 from rsfm.tasks.contract import CHANGE
-from rsfm.tasks.overlays import display_image, overlay_grid, save_overlay_grid
+from rsfm.tasks.losses import MulticlassSegmentationLoss
+from rsfm.tasks.overlays import class_colors, display_image, overlay_grid, save_overlay_grid
 from rsfm.tasks.segmentation import IMAGENET_MEAN, IMAGENET_STD, BuildingSegmentationTask
 
 __all__ = ["ChangeDetectionTask"]
@@ -20,9 +30,14 @@ __all__ = ["ChangeDetectionTask"]
 
 @register_task
 class ChangeDetectionTask(BuildingSegmentationTask):
-    """Change / no change between a before and an after image of the same place: a
-    :class:`~rsfm.models.change.ChangeModel` (shared backbone, per-level fusion, UperNet; one
-    logit per pixel), BCE + Dice, and F1/IoU/precision/recall of the change class.
+    """Change between a before and an after image of the same place: a
+    :class:`~rsfm.models.change.ChangeModel` (shared backbone, per-level fusion, UperNet).
+
+    Binary by default (two ``class_names``: one logit per pixel, BCE + Dice, F1/IoU/precision/
+    recall of the change class). With more class names the change is semantic (what the place
+    became, e.g. ``[no change, new building, demolished, new road]``): one logit per class,
+    softmax, cross-entropy + Dice, and the same metrics averaged over the classes (macro); masks
+    then hold class indices (``ChangeDetectionDataModule(mask_values="classes")``).
 
     Batches hold ``image``: ``(B, 2 * in_chans, H, W)`` raw pixels, the before date's bands
     then the after date's (``rsfm.data.ChangeDetectionDataModule`` stacks them), and ``mask``:
@@ -33,7 +48,10 @@ class ChangeDetectionTask(BuildingSegmentationTask):
         mean, std: per-band normalisation of the after date, in raw pixel units.
         before_mean, before_std: the before date's, when it comes from another sensor or
             processing (default: ``mean``/``std``).
-        class_names: names of label 0 and 1, default ``('no change', 'change')``.
+        class_names: names of label 0 and 1, default ``('no change', 'change')``; more names
+            for semantic change (label 0 is no change).
+        losses: binary: as for building segmentation (default ``{'bce': 1, 'dice': 1}``);
+            semantic: terms ``ce``, ``dice``, ``focal``, ``lovasz`` (default ``{'ce': 1, 'dice': 1}``).
         teacher_checkpoint: a trained ``ChangeDetectionTask`` checkpoint to distil from.
         Everything else: as :class:`~rsfm.tasks.segmentation.BuildingSegmentationTask` (backbone
         and its pretrained weights, e.g. an RSP ViTAEv2 file, decoder, losses, schedule, ...).
@@ -42,6 +60,21 @@ class ChangeDetectionTask(BuildingSegmentationTask):
     """
 
     task_kind = CHANGE
+
+    def _check_class_names(self, class_names: Sequence[str]) -> None:
+        if len(class_names) < 2:
+            raise ValueError(
+                f"change detection needs at least two class names (no change, change), got {list(class_names)}"
+            )
+
+    @property
+    def semantic(self) -> bool:
+        """Several kinds of change (softmax over the classes) rather than change / no change."""
+        return len(self.hparams.class_names) > 2
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.hparams.class_names) if self.semantic else 1
 
     def __init__(
         self,
@@ -130,7 +163,7 @@ class ChangeDetectionTask(BuildingSegmentationTask):
         hp = self.hparams
         self.model = ChangeModel(
             hp.backbone,
-            num_classes=1,
+            num_classes=self.num_outputs,
             in_chans=hp.in_chans,
             backbone_checkpoint=hp.backbone_checkpoint,
             out_indices=hp.out_indices,
@@ -150,11 +183,74 @@ class ChangeDetectionTask(BuildingSegmentationTask):
             )
         return self.model(x[:, :bands], x[:, bands:])
 
+    def configure_losses(self) -> None:
+        if not self.semantic:
+            return super().configure_losses()
+        weights = self.hparams.losses if self.hparams.losses is not None else {"ce": 1.0, "dice": 1.0}
+        self.criterion = MulticlassSegmentationLoss(weights, self.num_outputs, self.hparams.ignore_index)
+
+    def configure_metrics(self) -> None:
+        if not self.semantic:
+            return super().configure_metrics()
+        kwargs = dict(num_classes=self.num_outputs, ignore_index=self.hparams.ignore_index, average="macro")
+        metrics = MetricCollection(
+            {
+                "iou": MulticlassJaccardIndex(**kwargs),
+                "f1": MulticlassF1Score(**kwargs),
+                "precision": MulticlassPrecision(**kwargs),
+                "recall": MulticlassRecall(**kwargs),
+            }
+        )
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def configure_model(self) -> None:
+        """Lightning hook: the datamodule's fields (``BaseTask``), then a check that its masks fit
+        the classes (class indices for semantic change, a binary convention otherwise)."""
+        super().configure_model()
+        mask_values = self.hparams.get("mask_values")
+        if mask_values is not None and (mask_values == CLASS_INDICES) != self.semantic:
+            kinds = f"{len(self.hparams.class_names)} class_names"
+            wanted = "mask_values='classes'" if self.semantic else "a binary mask_values ('0/255', '0/1', ...)"
+            raise ValueError(f"the model has {kinds} and the data mask_values='{mask_values}': set {wanted}")
+
+    def on_validation_epoch_start(self) -> None:
+        # states left by an earlier trainer.validate() are inference tensors, which the
+        # validation of a later fit cannot update in place (multi-class confusion matrices):
+        # start every epoch from fresh ones
+        self.val_metrics.reset()
+
+    def _evaluation_step(self, batch: Dict[str, torch.Tensor], stage: str, metrics: MetricCollection) -> torch.Tensor:
+        if not self.semantic:
+            return super()._evaluation_step(batch, stage, metrics)
+        out = self._shared_step(batch, stage)
+        probabilities = out["logits"].float().softmax(dim=1)
+        metrics.update(probabilities, batch["mask"])
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch["image"].shape[0])
+        return probabilities
+
+    def predict_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Change probabilities for a batch of raw pairs: (B, 1, H, W), or (B, K, H, W) per class
+        for semantic change."""
+        logits = self(self.normalize(batch["image"])).float()
+        return logits.softmax(dim=1) if self.semantic else logits.sigmoid()
+
     def _save_overlays(self, batch: Dict[str, torch.Tensor], probabilities: torch.Tensor) -> None:
         log_dir = self.trainer.log_dir or self.trainer.default_root_dir  # a collective: every rank asks
         if not self.trainer.is_global_zero:
             return
         count = self.hparams.num_overlays
+        if self.semantic:
+            grid = semantic_change_grid(
+                batch["image"][:count],
+                batch["mask"][:count],
+                probabilities[:count].argmax(dim=1),
+                self.hparams.in_chans,
+                self.num_outputs,
+                self.hparams.ignore_index,
+            )
+            save_overlay_grid(grid, Path(log_dir) / "overlays" / f"epoch{self.current_epoch:03d}.png")
+            return
         grid = change_overlay_grid(
             batch["image"][:count],
             batch["mask"][:count],
@@ -187,3 +283,29 @@ def change_overlay_grid(
     errors = overlay_grid(pairs[:, in_chans:], targets, predictions, ignore_index)
     before = np.concatenate([display_image(pair[:in_chans]) for pair in pairs], axis=0)
     return np.concatenate([before, errors], axis=1)
+
+
+def semantic_change_grid(
+    pairs: torch.Tensor,
+    targets: torch.Tensor,
+    predictions: torch.Tensor,
+    in_chans: int,
+    num_classes: int,
+    ignore_index: Optional[int] = 255,
+) -> np.ndarray:
+    """One row per sample: before | after | predicted classes | reference classes, each class in
+    its colour (``rsfm.tasks.overlays.class_colors``: no change black; not labelled grey).
+
+    Returns:
+        (B * H, 4 * W, 3) uint8 RGB array.
+    """
+    colors = class_colors(num_classes)
+    rows = []
+    for pair, target, prediction in zip(pairs, targets, predictions):
+        target = target.cpu().numpy()
+        unlabelled = target == ignore_index if ignore_index is not None else np.zeros(target.shape, bool)
+        reference = colors[np.where(unlabelled, 0, target).clip(0, num_classes - 1)]
+        reference[unlabelled] = 128
+        panels = [display_image(pair[:in_chans]), display_image(pair[in_chans:]), colors[prediction.cpu().numpy()]]
+        rows.append(np.concatenate([*panels, reference], axis=1))
+    return np.concatenate(rows, axis=0)

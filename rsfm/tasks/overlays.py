@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["OVERLAY_COLORS", "display_image", "overlay_grid", "save_overlay_grid"]
+__all__ = ["OVERLAY_COLORS", "class_colors", "display_image", "overlay_grid", "save_overlay_grid"]
 
 #: RGB colours blended over the image: correct buildings, false alarms, missed buildings.
 OVERLAY_COLORS = {
@@ -19,6 +19,20 @@ OVERLAY_COLORS = {
     "false_negative": (0, 110, 255),
 }
 _ALPHA = 0.5
+
+
+# distinct colours for classes 1, 2, ... (the Tableau 10 palette); class 0 is black
+_CLASS_PALETTE = [
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (127, 127, 127),
+]  # fmt: skip
+
+
+def class_colors(num_classes: int) -> np.ndarray:
+    """(num_classes, 3) uint8 RGB: black for class 0 (background, no change), then a palette of
+    distinct colours, repeated after ten classes."""
+    colors = [(0, 0, 0)] + [_CLASS_PALETTE[i % len(_CLASS_PALETTE)] for i in range(max(num_classes - 1, 0))]
+    return np.array(colors[:num_classes], dtype=np.uint8)
 
 
 def display_image(image: torch.Tensor) -> np.ndarray:

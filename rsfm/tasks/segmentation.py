@@ -119,17 +119,20 @@ class BuildingSegmentationTask(DistillationMixin, BaseTask):
         super().__init__()
         self.save_hyperparameters()
         check_distillation_arguments(distill_alpha, distill_temperature, distill_feature_weight)
-        if len(class_names) != 2:
-            raise ValueError(
-                f"building segmentation is binary: class_names needs two names (label 0, label 1), "
-                f"got {list(class_names)}"
-            )
+        self._check_class_names(class_names)
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule={schedule!r}: choose one of {SCHEDULES}")
         self._register_normalization(mean, std, in_chans)
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
+
+    def _check_class_names(self, class_names: Sequence[str]) -> None:
+        if len(class_names) != 2:
+            raise ValueError(
+                f"building segmentation is binary: class_names needs two names (label 0, label 1), "
+                f"got {list(class_names)}"
+            )
 
     def configure_models(self) -> None:
         hp = self.hparams

@@ -17,6 +17,7 @@ from rsfm.models import ChangeModel, create_model
 from rsfm.tasks import load_task
 from rsfm.tasks.change import ChangeDetectionTask
 from rsfm.tasks.contract import InputContract
+from rsfm.tasks.losses import MulticlassSegmentationLoss
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -162,3 +163,90 @@ def test_building_extractor_refuses_a_change_model(pairs, tmp_path) -> None:
 
     with pytest.raises(ValueError, match="ChangeDetectionTask"):
         BuildingExtractor(_task())
+
+
+@pytest.fixture(scope="module")
+def semantic_pairs(tmp_path_factory) -> Path:
+    """12 pairs with class-index masks: 1 = a new bright roof, 2 = a roof that was demolished."""
+    root = tmp_path_factory.mktemp("semantic")
+    rng = np.random.default_rng(1)
+    for sub in ("A", "B", "label"):
+        (root / sub).mkdir()
+    for index in range(12):
+        before = rng.integers(0, 90, size=(TILE, TILE, 3), dtype=np.uint8)
+        after = before.copy()
+        mask = np.zeros((TILE, TILE), np.uint8)
+        built = (slice(2, 12), slice(2, 10 + index % 4))
+        gone = (slice(18, 28), slice(16, 26))
+        after[built], mask[built] = 220, 1
+        before[gone], mask[gone] = 220, 2
+        mask[30:] = 255  # not labelled
+        Image.fromarray(before).save(root / "A" / f"p{index}.png")
+        Image.fromarray(after).save(root / "B" / f"p{index}.png")
+        Image.fromarray(mask).save(root / "label" / f"p{index}.png")
+    return root
+
+
+def test_semantic_change_learns_kinds_of_change_and_maps_them(semantic_pairs, tmp_path) -> None:
+    import rasterio
+    from affine import Affine
+
+    from rsfm import ChangeDetector, predict_change
+
+    seed_everything(0)
+    classes = ["no change", "new building", "demolished"]
+    task = _task(class_names=classes, num_overlays=2)
+    assert task.semantic and task.num_outputs == 3 and task.contract.num_outputs == 3
+    data = ChangeDetectionDataModule(
+        semantic_pairs, val_fraction=0.3, patch_size=TILE, batch_size=2, val_batch_size=4, mask_values="classes"
+    )
+    before = _trainer(tmp_path).validate(task, datamodule=data, verbose=False)[0]
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    _trainer(tmp_path, max_epochs=15, callbacks=[checkpoint]).fit(task, datamodule=data)
+    after = _trainer(tmp_path).validate(task, datamodule=data, verbose=False)[0]
+    assert after["val/loss"] < 0.7 * before["val/loss"]
+    assert after["val/iou"] > max(0.5, before["val/iou"])  # macro over the three classes
+    overlay = Image.open(tmp_path / "overlays" / "epoch014.png")
+    assert overlay.size == (4 * TILE, 2 * TILE)  # before | after | predicted | reference
+
+    # a whole scene: one class band through predict_change, as the model predicts it
+    path = tmp_path / "ckpt" / "last.ckpt"
+    rebuilt = load_task(path)
+    assert rebuilt.semantic and rebuilt.contract == task.contract
+    images = [np.asarray(Image.open(semantic_pairs / date / "p0.png")) for date in ("A", "B")]
+    profile = dict(driver="GTiff", width=TILE, height=TILE, count=3, dtype="uint8", crs="EPSG:32650")
+    profile["transform"] = Affine(0.5, 0, 500000, 0, -0.5, 2700000)
+    for name, image in zip(("before.tif", "after.tif"), images):
+        with rasterio.open(tmp_path / name, "w", **profile) as raster:
+            raster.write(image.transpose(2, 0, 1))
+    predict_change(tmp_path / "before.tif", tmp_path / "after.tif", path, tmp_path / "map.tif", progress=False)
+    with rasterio.open(tmp_path / "map.tif") as raster:
+        mapped = raster.read(1)
+    pair = torch.from_numpy(np.concatenate(images, axis=2).transpose(2, 0, 1)[None].astype(np.float32))
+    with torch.no_grad():
+        expected = rebuilt.forward_raw(pair).argmax(dim=1)[0].numpy()
+    assert np.mean(mapped == expected) > 0.99 and set(np.unique(mapped)) <= {0, 1, 2}
+    with pytest.raises(ValueError, match="semantic change model .* rsfm.predict_change"):
+        ChangeDetector.load(path)
+
+
+def test_masks_and_classes_must_agree(semantic_pairs, pairs, tmp_path) -> None:
+    classes = ["no change", "new building", "demolished"]
+    binary_data = ChangeDetectionDataModule(pairs, val_fraction=0.3, patch_size=TILE, batch_size=2)
+    with pytest.raises(ValueError, match="set mask_values='classes'"):
+        _trainer(tmp_path, fast_dev_run=True).fit(_task(class_names=classes), datamodule=binary_data)
+    two_classes = ChangeDetectionDataModule(semantic_pairs, val_fraction=0.3, patch_size=TILE, mask_values="classes")
+    with pytest.raises(ValueError, match="set a binary mask_values"):
+        _trainer(tmp_path, fast_dev_run=True).fit(_task(), datamodule=two_classes)
+    with pytest.raises(ValueError, match=r"mask values \[2\] are no class index of the 2 classes"):
+        MulticlassSegmentationLoss({"ce": 1.0}, 2)(torch.zeros(1, 2, 2, 2), torch.tensor([[[0, 2], [1, 255]]]))
+
+
+def test_multiclass_loss_leaves_out_unlabelled_pixels() -> None:
+    logits = torch.randn(2, 3, 5, 4)
+    target = torch.randint(0, 3, (2, 5, 4))
+    target[0, :2] = 255
+    loss = MulticlassSegmentationLoss({"ce": 1.0}, 3)
+    total, terms = loss(logits, target)
+    torch.testing.assert_close(total, torch.nn.functional.cross_entropy(logits, target, ignore_index=255))
+    assert set(terms) == {"ce"}
