@@ -6,6 +6,11 @@ convolution over ``[a, b, |a - b|]``: the difference says where the dates disagr
 concatenation keeps what each date shows (new roofs look different from demolished ones), and
 the convolution learns how much of each matters at that scale. The fused pyramid has the
 encoder's channels, so the decoder is the segmentation decoder unchanged.
+
+The decoder works at stride 4; a full-resolution branch (a 3x3 convolution over the absolute
+difference of the two normalised images) joins its upsampled output before the classifier, so
+that a change of a few pixels keeps its outline and the model starts from what image
+differencing knows (how the quickstart was tuned: ``benchmarks/README.md``, change detection).
 """
 
 from __future__ import annotations
@@ -39,10 +44,12 @@ class DateFusion(nn.Module):
 
 class ChangeModel(SegmentationModel):
     """A shared timm backbone (``features_only``) run on both dates, :class:`DateFusion` per
-    pyramid level, the UperNet decoder and a 1x1 classifier.
+    pyramid level, the UperNet decoder, the full-resolution difference branch and a 1x1
+    classifier.
 
     Args: as :class:`~rsfm.models.upernet.SegmentationModel`; ``in_chans`` is the band count of
-    each date and ``num_classes`` the change classes (1: binary change, one logit).
+    each date and ``num_classes`` the change classes (1: binary change, one logit);
+    ``fine_channels`` the width of the full-resolution difference branch.
 
     ``forward(before, after)`` maps two normalised ``(B, in_chans, H, W)`` images of the same
     size to ``(B, num_classes, H, W)`` logits. Both dates go through the backbone as one batch
