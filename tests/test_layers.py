@@ -11,7 +11,8 @@ The layers, lowest first (a module may import its own layer and those below it):
     tasks       rsfm.tasks.*                     LightningModules, task checkpoints, task export
     inference   rsfm.inference.*                 tiled GeoTIFF inference (predict_raster)
     predictors  rsfm.scene_classifier,           the Python predictors over a task
-                rsfm.building_extractor
+                rsfm.building_extractor,
+                rsfm.change_detector
     api         rsfm (its __init__),             the public lazy names, rsfm.load_checkpoint's
                 rsfm.loading, rsfm.cli.*         dispatch, and the command line
 
@@ -50,6 +51,7 @@ LAYER_OF_PREFIX: Dict[str, str] = {
     "rsfm.inference": "inference",
     "rsfm.scene_classifier": "predictors",
     "rsfm.building_extractor": "predictors",
+    "rsfm.change_detector": "predictors",
 }
 
 # layer -> the layers it may import (besides its own)
