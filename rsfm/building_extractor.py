@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, List, Sequence, Union
 import numpy as np
 
 from rsfm._images import ImageInput
-from rsfm.inference.predictor import BasePredictor, Predictor, PredictorView, load_predictor
+from rsfm.inference.predictor import BasePredictor, Predictor, PredictorView, check_threshold, load_predictor
 from rsfm.tasks.contract import SEGMENTATION
 
 if TYPE_CHECKING:
@@ -39,11 +39,6 @@ class BuildingPrediction:
 
     mask: np.ndarray
     probability: np.ndarray
-
-
-def _check_threshold(threshold: float) -> None:
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
 
 
 class BuildingExtractor(PredictorView):
@@ -70,7 +65,7 @@ class BuildingExtractor(PredictorView):
         threshold: float = 0.5,
         strict: bool = False,
     ) -> None:
-        _check_threshold(threshold)
+        check_threshold(threshold)
         if task.task_kind != SEGMENTATION or task.num_outputs != 1:
             raise ValueError(f"BuildingExtractor needs a binary segmentation task, got a {type(task).__name__}")
         self.predictor: BasePredictor = Predictor(task, strict=strict)
@@ -99,7 +94,7 @@ class BuildingExtractor(PredictorView):
                 ``rsfm[runtime]`` for an ``.onnx``).
             ValueError: naming the file, when it is not a building segmentation model.
         """
-        _check_threshold(threshold)
+        check_threshold(threshold)
         predictor = load_predictor(checkpoint, device=device, strict=strict)
         if predictor.kind != SEGMENTATION or predictor.num_outputs != 1:
             held = type(predictor.task).__name__ if isinstance(predictor, Predictor) else f"{predictor.kind} model"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from rsfm._images import ImageInput
-from rsfm.inference.predictor import BasePredictor, Predictor, PredictorView, load_predictor
+from rsfm.inference.predictor import BasePredictor, Predictor, PredictorView, check_threshold, load_predictor
 from rsfm.tasks.contract import CHANGE
 
 if TYPE_CHECKING:
@@ -41,11 +41,6 @@ class ChangePrediction:
 
     mask: np.ndarray
     probability: np.ndarray
-
-
-def _check_threshold(threshold: float) -> None:
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
 
 
 class ChangeDetector(PredictorView):
@@ -74,7 +69,7 @@ class ChangeDetector(PredictorView):
         threshold: float = 0.5,
         strict: bool = False,
     ) -> None:
-        _check_threshold(threshold)
+        check_threshold(threshold)
         if task.task_kind != CHANGE or task.num_outputs != 1:
             raise ValueError(
                 f"ChangeDetector needs a binary change-detection task, got a {type(task).__name__} with "
@@ -106,7 +101,7 @@ class ChangeDetector(PredictorView):
                 ``rsfm[runtime]`` for an ``.onnx``).
             ValueError: naming the file, when it is not a binary change-detection model.
         """
-        _check_threshold(threshold)
+        check_threshold(threshold)
         predictor = load_predictor(checkpoint, device=device, strict=strict)
         if predictor.kind == CHANGE and predictor.num_outputs != 1:
             raise ValueError(

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from rsfm.data.io import IMAGE_EXTENSIONS, RASTER_EXTENSIONS, ImageReadError, read_image
 from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
 from rsfm.data.samples import shorten
-from rsfm.data.seeding import AugmentationSeeds
+from rsfm.data.seeding import SeededLoaders
 from rsfm.data.segmentation import IGNORE_INDEX, building_train_transform, make_sample, mask_value_set, model_band_mean
 
 __all__ = ["MASK_VALUES", "BuildingTileDataset", "BuildingTileDataModule", "check_mask_values", "read_mask"]
@@ -268,7 +268,7 @@ class BuildingTileDataset(Dataset):
         return make_sample(image, mask, self.transform)
 
 
-class BuildingTileDataModule(LightningDataModule):
+class BuildingTileDataModule(SeededLoaders, LightningDataModule):
     """Train/val/test building tile folders under one root.
 
     Args:
@@ -395,25 +395,3 @@ class BuildingTileDataModule(LightningDataModule):
         if masks:
             check_mask_values(masks, self.hparams.mask_values, root=self.root)
         self._checked_masks.update(dataset.masks_dir for dataset in unchecked)
-
-    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
-        workers = self.hparams.num_workers
-        seeds = AugmentationSeeds(self.train_transform).seed_from_torch() if train else None
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=train,
-            drop_last=train,  # batch norm needs more than one sample
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            worker_init_fn=seeds,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, self.hparams.batch_size, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, self.val_batch_size, train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, self.val_batch_size, train=False)

@@ -26,12 +26,12 @@ import albumentations as A
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from rsfm.data.buildings import _mask_meaning, _read_mask_array, check_mask_values, read_mask
 from rsfm.data.io import IMAGE_EXTENSIONS, read_image
 from rsfm.data.pixel_range import describe_pixels, merge_pixel_ranges
-from rsfm.data.seeding import AugmentationSeeds
+from rsfm.data.seeding import SeededLoaders
 from rsfm.data.segmentation import IGNORE_INDEX
 
 __all__ = [
@@ -300,7 +300,7 @@ class ChangePairDataset(Dataset):
         }
 
 
-class ChangeDetectionDataModule(LightningDataModule):
+class ChangeDetectionDataModule(SeededLoaders, LightningDataModule):
     """Train/val/test pairs under one or more roots (layouts in the module docstring).
 
     Args:
@@ -425,25 +425,3 @@ class ChangeDetectionDataModule(LightningDataModule):
             self.val_dataset = self._dataset(hp.val_split, None)
         if stage == "test":
             self.test_dataset = self._dataset(hp.test_split, None)
-
-    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
-        workers = self.hparams.num_workers
-        seeds = AugmentationSeeds(self.train_transform).seed_from_torch() if train else None
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=train,
-            drop_last=train,  # batch norm needs more than one sample
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            worker_init_fn=seeds,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, self.hparams.batch_size, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, self.val_batch_size, train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, self.val_batch_size, train=False)

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["AugmentationSeeds"]
+__all__ = ["AugmentationSeeds", "SeededLoaders"]
 
 
 class AugmentationSeeds:
@@ -41,3 +42,35 @@ class AugmentationSeeds:
         info = torch.utils.data.get_worker_info()
         if self.transform is not None and info is not None:
             self.transform.set_random_seed(info.seed % 2**32)
+
+
+class SeededLoaders:
+    """The train/val/test DataLoaders of a datamodule whose training samples go through
+    ``self.train_transform`` (seeded with :class:`AugmentationSeeds`): shuffled full training
+    batches, evaluation batches in order.
+
+    The datamodule provides ``train_transform``, ``hparams.batch_size``, ``hparams.num_workers``,
+    ``val_batch_size`` and, after ``setup``, ``train_dataset``/``val_dataset``/``test_dataset``.
+    """
+
+    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        seeds = AugmentationSeeds(self.train_transform).seed_from_torch() if train else None
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train,
+            drop_last=train,  # batch norm needs more than one sample
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            worker_init_fn=seeds,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, self.hparams.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, self.val_batch_size, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, self.val_batch_size, train=False)

@@ -283,6 +283,16 @@ def load_predictor(
     return Predictor.load(path, device=device, image_size=image_size, strict=strict)
 
 
+def check_threshold(threshold: float) -> None:
+    """The probability above which a binary model's pixel counts as positive: strictly between 0 and 1.
+
+    Raises:
+        ValueError: saying the range.
+    """
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+
+
 class PredictorView:
     """What ``SceneClassifier`` and ``BuildingExtractor`` share: a predictor (:class:`Predictor`
     or ``OnnxPredictor``) and the contract and ``strict`` switch it holds."""
