@@ -174,3 +174,16 @@ def test_synthetic_change_is_a_moved_part_of_one_date_marked_as_change():
     assert (transform(before, before, unlabelled)[2] == 255).all()  # pixels without labels stay so
     with pytest.raises(ValueError, match="paste_p is a probability"):
         ChangeTrainTransform(64, paste_p=1.5)
+
+
+def test_a_hostile_list_file_reaches_no_file_outside_the_dataset(tmp_path):
+    root = tmp_path / "data"
+    _write_pair(root, "p0")
+    _write_pair(tmp_path / "outside", "secret")  # a pair next to the dataset, not in it
+    (root / "list").mkdir()
+    (root / "list" / "train.txt").write_text("p0\n../../outside/A/secret.png\n/etc/passwd\n")
+    with pytest.raises(ValueError, match=r"2 pair\(s\) have no file in .*A: secret, passwd"):
+        find_change_pairs(root, "train")
+    (root / "list" / "train.txt").write_text("p0\n")
+    pairs = find_change_pairs(root, "train")
+    assert all(path.resolve().is_relative_to(root.resolve()) for pair in pairs for path in pair)
