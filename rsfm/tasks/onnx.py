@@ -169,6 +169,11 @@ def export_onnx(
     if companion is not None and companion.resolve() == checkpoint.resolve():
         raise ValueError(f"{companion}: is the input checkpoint; choose another output file")
     task = load_task(checkpoint)  # its errors name the file
+    if task.contract.dates > 1 and (int8 or validate is not None):
+        raise ValueError(
+            f"{checkpoint}: a change model reads two dates; INT8 calibration and --validate read single images "
+            "(export it in FP32, without --int8 and --validate)"
+        )
     quantize = None
     if int8 or validate is not None:
         from rsfm.tasks import quantize

@@ -129,6 +129,7 @@ def test_vitaev2_building_model_matches_pytorch_at_odd_sizes(tmp_path):
 
 def test_change_model_matches_pytorch_and_runs_in_the_change_detector(tmp_path, single_thread):
     from rsfm import ChangeDetector
+    from rsfm.tasks.onnx import export_onnx
 
     torch.manual_seed(0)
     task = ChangeDetectionTask(
@@ -142,6 +143,8 @@ def test_change_model_matches_pytorch_and_runs_in_the_change_detector(tmp_path, 
     exported = ChangeDetector.load(tmp_path / "change.onnx").predict(before, after)
     expected = ChangeDetector.load(checkpoint).predict(before, after)
     np.testing.assert_allclose(exported.probability, expected.probability, atol=1e-5)
+    with pytest.raises(ValueError, match="a change model reads two dates; INT8 calibration"):
+        export_onnx(checkpoint, tmp_path / "change_int8.onnx", int8=True, calibration=tmp_path)
 
 
 @pytest.mark.slow  # about a minute on 2 CPU cores: exporting vitaev2_s
