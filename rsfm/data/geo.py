@@ -400,6 +400,9 @@ class BuildingGeoDataModule(LightningDataModule):
             if hp.val_images is None:
                 train_area = self._dataset(hp.images, hp.labels, self.train_transform)
                 self.train_dataset = _east_split(train_area, hp.val_fraction)[0]
+                # torchgeo's roi_split deep-copies the dataset, augmentation included: point the copy
+                # back at the pipeline the loaders seed, or training would not follow the seed
+                self.train_dataset.transforms.transform = self.train_transform
                 self.val_dataset = _east_split(self._dataset(hp.images, hp.labels, None), hp.val_fraction)[1]
             else:
                 self.train_dataset = self._dataset(hp.images, hp.labels, self.train_transform)
