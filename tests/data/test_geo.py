@@ -2,10 +2,12 @@
 spatial train/val split and samplers, on tiny GeoTIFF/GeoJSON files written here."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+import torch
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
@@ -192,3 +194,45 @@ def test_spacenet_sample_through_the_datamodule(data_dir) -> None:
     images = next(iter(datamodule.train_dataloader()))["image"]
     assert images.shape == (2, 1, 256, 256) and images.max() > 255  # uint16 panchromatic
     assert 0.001 < (masks == 1).mean() < 0.5
+
+
+@pytest.mark.parametrize("crs", ["EPSG:32616", "EPSG:4326"])
+def test_footprints_rasterise_as_torchgeo_does(tmp_path, crs) -> None:
+    """BuildingFootprints reads each file once (STRtree) instead of per patch, as torchgeo's
+    VectorDataset does; the masks must not change: the in-repo SpaceNet footprints, in their own
+    CRS and reprojected to lon/lat, at random windows, a window without buildings and a
+    resolution that is not the file's."""
+    import geopandas
+    from torchgeo.datasets import VectorDataset
+
+    from rsfm.data.geo import BuildingFootprints
+
+    source = Path(__file__).resolve().parents[2] / "datasets" / "samples" / "spacenet_atlanta"
+    labels = tmp_path / "footprints.gpkg"
+    geopandas.read_file(source / "geotiff_labels.geojson").to_crs(crs).to_file(labels)
+    with rasterio.open(source / "sample_geotiff.tif") as image:
+        bounds, image_crs = image.bounds, image.crs
+    ours = BuildingFootprints(labels, crs=image_crs, res=0.5)
+    reference = VectorDataset(labels, crs=image_crs, res=(0.5, 0.5))
+    rng = np.random.default_rng(0)
+    windows = [(bounds.left, bounds.bottom, 450.0)]  # the whole chip
+    windows += [(bounds.left + x, bounds.bottom + y, 64.0) for x, y in rng.uniform(0, 380, (20, 2))]
+    covered = 0
+    for left, bottom, side in windows:
+        query = (slice(left, left + side, 0.5), slice(bottom, bottom + side, 0.5))
+        mask = ours[query]["mask"]
+        assert mask.dtype == torch.int64
+        assert torch.equal(mask, reference[query]["mask"])
+        covered += int(mask.sum())
+    assert covered > 1000  # the windows do hold buildings
+    coarse = (slice(bounds.left, bounds.right, 1.5), slice(bounds.bottom, bounds.top, 1.5))
+    assert torch.equal(ours[coarse]["mask"], reference[coarse]["mask"])
+
+
+def test_footprints_without_geometry_are_skipped(tmp_path, scene) -> None:
+    folder, expected = scene
+    collection = json.loads((folder / "buildings.geojson").read_text())
+    collection["features"].append({"type": "Feature", "properties": {}, "geometry": None})
+    (folder / "buildings.geojson").write_text(json.dumps(collection))
+    dataset = building_geo_dataset(folder / "image.tif", folder / "buildings.geojson")
+    assert np.array_equal(dataset[WEST : WEST + 32, NORTH - 32 : NORTH]["mask"].numpy(), expected)
