@@ -2,7 +2,9 @@
 
 Same batch, thread count and dtype for every model. Prints one line per measurement and a
 final JSON line with images/s and the ratios ``vitaev2_s / swin_tiny`` and
-``vitaev2_s / resnet50``.
+``vitaev2_s / resnet50``. Each model's work per image (GMACs of convolutions and matrix
+products, torch's FLOP counter) turns images/s into GMAC/s: how well the kernels use the CPU,
+apart from how much work the architecture asks for.
 
     python benchmarks/backbone_throughput.py            # fp32 + bf16 inference, fp32 train step
     python benchmarks/backbone_throughput.py --no-bf16  # skip bf16 (7-20x slower on AVX2 CPUs)
@@ -23,6 +25,7 @@ import rsfm.models  # noqa: F401  (torchvision shim, registers ViTAEv2 in timm)
 import timm
 import torch
 from machine import torch_description  # benchmarks/ is on sys.path when run as a script
+from torch.utils.flop_counter import FlopCounterMode
 
 MODELS = ("vitaev2_s", "swin_tiny_patch4_window7_224", "resnet50")
 
@@ -51,6 +54,14 @@ def _inference_step(model: torch.nn.Module, images: torch.Tensor, dtype: torch.d
             model(images)
 
     return step
+
+
+def _gmacs_per_image(model: torch.nn.Module, image: torch.Tensor) -> float:
+    """Multiply-accumulates of one forward pass (torch's FLOP counter: convolutions and matrix
+    products; attention kernels and elementwise work are not counted), in billions."""
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(image)
+    return counter.get_total_flops() / 2e9
 
 
 def _train_step(model: torch.nn.Module, images: torch.Tensor) -> Callable[[], None]:
@@ -89,7 +100,11 @@ def main() -> None:
         model = timm.create_model(name, num_classes=1000).to(device).eval()
         models[name] = model.to(memory_format=torch.channels_last)
     results: Dict[str, Dict[str, float]] = {
-        name: {"params_m": sum(p.numel() for p in model.parameters()) / 1e6} for name, model in models.items()
+        name: {
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+            "gmacs": _gmacs_per_image(model, images[:1]),
+        }
+        for name, model in models.items()
     }
     modes = [("fp32_img_s", "fp32 inference")]
     if not args.no_bf16:
@@ -107,7 +122,10 @@ def main() -> None:
             speeds = _interleaved_images_per_second(steps, len(images), args.warmup, repeats)
         for name, speed in speeds.items():
             results[name][metric] = speed
-            print(f"{name:30s} {label:16s} {speed:8.2f} img/s", flush=True)
+            # the training step does about 3x the forward pass's work (forward + two gradients)
+            work = results[name]["gmacs"] * speed * (3 if metric == "train_img_s" else 1)
+            results[name][metric.replace("img_s", "gmac_s")] = work
+            print(f"{name:30s} {label:16s} {speed:8.2f} img/s  {work:6.1f} GMAC/s", flush=True)
 
     ratios = {}
     for metric in ("fp32_img_s", "bf16_img_s", "train_img_s"):
