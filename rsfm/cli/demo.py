@@ -16,8 +16,8 @@ in a clone installed with ``pip install -e .`` (``make install``). Wheels do not
 ``datasets/`` folder, so there the command says so and stops.
 
 About 100 s on 2 CPU cores (AVX2 kernels, after the install). The model sees one small chip, so
-this shows the pipeline, not state-of-the-art accuracy. Imagery and labels: SpaceNet / Maxar, CC BY-SA 4.0; the outputs
-are shared under the same licence.
+this shows the pipeline, not state-of-the-art accuracy. Imagery and labels: SpaceNet / Maxar,
+CC BY-SA 4.0; the outputs are shared under the same licence.
 """
 
 from __future__ import annotations

@@ -200,7 +200,7 @@ def test_spacenet_sample_through_the_datamodule(data_dir) -> None:
 def test_footprints_rasterise_as_torchgeo_does(tmp_path, crs) -> None:
     """BuildingFootprints reads each file once (STRtree) instead of per patch, as torchgeo's
     VectorDataset does; the masks must not change: the in-repo SpaceNet footprints, in their own
-    CRS and reprojected to lon/lat, at random windows, a window without buildings and a
+    CRS and reprojected to lon/lat, at random windows (with and without buildings) and at a
     resolution that is not the file's."""
     import geopandas
     from torchgeo.datasets import VectorDataset
@@ -217,14 +217,15 @@ def test_footprints_rasterise_as_torchgeo_does(tmp_path, crs) -> None:
     rng = np.random.default_rng(0)
     windows = [(bounds.left, bounds.bottom, 450.0)]  # the whole chip
     windows += [(bounds.left + x, bounds.bottom + y, 64.0) for x, y in rng.uniform(0, 380, (20, 2))]
-    covered = 0
+    covered, empty = 0, 0
     for left, bottom, side in windows:
         query = (slice(left, left + side, 0.5), slice(bottom, bottom + side, 0.5))
         mask = ours[query]["mask"]
         assert mask.dtype == torch.int64
         assert torch.equal(mask, reference[query]["mask"])
         covered += int(mask.sum())
-    assert covered > 1000  # the windows do hold buildings
+        empty += int(mask.sum() == 0)
+    assert covered > 1000 and empty > 0  # windows with buildings and without
     coarse = (slice(bounds.left, bounds.right, 1.5), slice(bounds.bottom, bounds.top, 1.5))
     assert torch.equal(ours[coarse]["mask"], reference[coarse]["mask"])
 
