@@ -98,6 +98,11 @@ FALLBACK_TILE_SIZE = 512
 #: ONNX Runtime can (also the residual Add/Mul, norms, softmax, resize) cost the building model
 #: 5.5-6 points of IoU in our measurements, these three nothing (docs/howto/deploy.md).
 QUANTIZED_OPERATORS = ("Conv", "MatMul", "Gemm")
+#: convolutions left in FP32 among QUANTIZED_OPERATORS: ONNX Runtime's int8 grouped convolution is
+#: barely faster than its FP32 one, and each quantized one adds quantize/dequantize steps around
+#: it. ViTAEv2-S (45 grouped of 65 convolutions) ran 1.34x ONNX Runtime FP32 with them quantized,
+#: 1.55x without (benchmarks/README.md, deployment).
+FP32_OPERATORS = "Conv with groups > 1"
 #: CPU flags of int8 dot-product instructions that ONNX Runtime's integer kernels use
 INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
@@ -781,8 +786,31 @@ def _preprocess(source: Path, target: Path) -> Path:
     return target
 
 
+def _grouped_convolutions(source: Path, work: Path) -> Tuple[Path, List[str]]:
+    """The model to quantize and the names of its grouped convolutions (see FP32_OPERATORS). The
+    quantizer excludes nodes by name: when some nodes have none, a named copy is written into the
+    folder ``work`` and returned (``source`` may be the user's file, never written)."""
+    import onnx
+
+    model = onnx.load(str(source))
+    unnamed = [node for node in model.graph.node if not node.name]
+    for number, node in enumerate(unnamed):
+        node.name = f"rsfm_{node.op_type}_{number}"
+    if unnamed:
+        source = work / "named.onnx"
+        onnx.save(model, str(source))
+    grouped = [
+        node.name
+        for node in model.graph.node
+        if node.op_type == "Conv" and any(attribute.name == "group" and attribute.i > 1 for attribute in node.attribute)
+    ]
+    return source, grouped
+
+
 def _quantize(source: Path, target: Path, tiles: Sequence[np.ndarray], method: str) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    source, kept_fp32 = _grouped_convolutions(source, target.parent)
 
     reader = _CalibrationReader(tiles)
     # ONNX Runtime prints a line per calibration batch of the histogram methods, and warns on the
@@ -801,6 +829,7 @@ def _quantize(source: Path, target: Path, tiles: Sequence[np.ndarray], method: s
                 weight_type=QuantType.QInt8,
                 calibrate_method=getattr(CalibrationMethod, _METHOD_NAMES[method]),
                 op_types_to_quantize=list(QUANTIZED_OPERATORS),
+                nodes_to_exclude=kept_fp32,
                 # one batch per calibrator pass: the histogram methods keep every intermediate
                 # tensor of a pass in memory
                 extra_options={"CalibStridedMinMax": 1},
@@ -917,6 +946,7 @@ def quantize_onnx(
             "weights": "int8, per output channel",
             "activations": "uint8, per tensor",
             "operators": list(QUANTIZED_OPERATORS),
+            "fp32_operators": FP32_OPERATORS,
             "onnxruntime": ort.__version__,
             "calibration": {
                 "data": _describe_paths(calibration),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from rsfm import _compat  # noqa: F401  (before lightning imports torchvision)
 
@@ -464,6 +464,18 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
 # ViTAEv2 (slow: the exporter takes minutes on 2 CPU cores) ------------------------------
 
 
+def _quantized_convolutions(model: onnx.ModelProto) -> Dict[bool, List[bool]]:
+    """For grouped (True) and dense (False) convolutions: whether each one's weight is quantized
+    (comes out of a DequantizeLinear)."""
+    dequantized = {node.output[0] for node in model.graph.node if node.op_type == "DequantizeLinear"}
+    kinds: Dict[bool, List[bool]] = {True: [], False: []}
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            grouped = any(attribute.name == "group" and attribute.i > 1 for attribute in node.attribute)
+            kinds[grouped].append(node.input[1] in dequantized)
+    return kinds
+
+
 def test_vitaev2_scene_int8_from_real_images(data_dir, tmp_path, capsys):
     """The release ``vitaev2_tiny_test`` scene classifier (classes field/forest/town) calibrated
     on AID images and validated on AID Farmland/Forest/DenseResidential renamed to its classes."""
@@ -480,7 +492,12 @@ def test_vitaev2_scene_int8_from_real_images(data_dir, tmp_path, capsys):
     model = onnx.load(str(output))
     assert any(size > 1 for size in _per_channel_weight_scales(model))
     assert output.stat().st_size < fp32_companion(output).stat().st_size
+    # the grouped convolutions of the convolution branches stay FP32, the dense ones are int8
+    convolutions = _quantized_convolutions(model)
+    assert len(convolutions[True]) >= 10 and not any(convolutions[True])
+    assert convolutions[False] and all(convolutions[False])
     record = quantize.read_quantization_metadata(output)
+    assert record["fp32_operators"] == "Conv with groups > 1"
     assert record["calibration"]["samples"] == 32 and record["validation"]["samples"] == 24
     # on the validation images, INT8 logits stay close to FP32's: a mean difference of 21 % of the
     # spread of FP32's logits measured (the one-step model's logits are all near 0)
