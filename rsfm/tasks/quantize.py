@@ -881,7 +881,8 @@ def quantize_onnx(
     """Write an INT8 copy of an rsfm FP32 ONNX model, calibrated on the user's data.
 
     ONNX Runtime static quantization (QDQ, int8 weights per output channel, uint8 activations)
-    after its recommended pre-processing; activation ranges from ``calibration_size`` tiles of
+    of the matrix products (:data:`QUANTIZED_OPERATORS`; grouped convolutions stay FP32,
+    :data:`FP32_OPERATORS`) after its recommended pre-processing; activation ranges from ``calibration_size`` tiles of
     ``calibration`` (see the module doc). With ``validate``, both models are measured on that
     labelled data (:func:`evaluate_onnx`) and nothing is written when the INT8 figure is more
     than ``max_drop`` below the FP32 one. The output carries the FP32 model's contract and an
