@@ -19,7 +19,6 @@ from timm.data import Mixup
 from timm.data.mixup import mixup_target
 from timm.data.random_erasing import RandomErasing
 from timm.loss import SoftTargetCrossEntropy
-from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 from torch import nn
@@ -341,13 +340,7 @@ class SceneClassificationTask(DistillationMixin, BaseTask):
                 f"learning rate {hparams.lr * scale:.3g} = {hparams.lr:g} x {batch} (batch x devices x "
                 f"accumulation) / {hparams.lr_batch_size}"
             )
-        optimizer = create_optimizer_v2(
-            self.model,
-            opt="adamw",
-            lr=hparams.lr * scale,
-            weight_decay=hparams.weight_decay,
-            layer_decay=hparams.layer_decay,
-        )
+        optimizer = self._adamw(hparams.lr * scale, hparams.weight_decay, hparams.layer_decay)
         for group in self._distillation_parameters():  # the feature adapters, before the schedule reads the groups
             optimizer.add_param_group(group)
         scheduler = CosineLRScheduler(

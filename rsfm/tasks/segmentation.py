@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
-from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler, PolyLRScheduler
 from timm.scheduler.scheduler import Scheduler
 from torch import nn
@@ -260,9 +259,7 @@ class BuildingSegmentationTask(DistillationMixin, BaseTask):
             raise ValueError("the training length is unknown: set trainer max_epochs or max_steps")
         total_steps = max(1, int(total_steps))
         warmup_steps = min(hp.warmup_steps, total_steps)
-        optimizer = create_optimizer_v2(
-            self.model, opt="adamw", lr=hp.lr, weight_decay=hp.weight_decay, layer_decay=hp.layer_decay
-        )
+        optimizer = self._adamw(hp.lr, hp.weight_decay, hp.layer_decay)
         for group in self._distillation_parameters():  # the feature adapters, before the schedule reads the groups
             optimizer.add_param_group(group)
         common = dict(

@@ -230,6 +230,67 @@ def test_footprints_rasterise_as_torchgeo_does(tmp_path, crs) -> None:
     assert torch.equal(ours[coarse]["mask"], reference[coarse]["mask"])
 
 
+def test_rasters_read_as_torchgeo_does(tmp_path) -> None:
+    """ImageRasters and MaskRasters find a patch's files with one shapely test instead of
+    torchgeo's pandas row selection; the patches must not change: four tiles, one in lon/lat
+    (warped) and apart from the others, read at random windows (across seams, partly or wholly
+    outside every tile) and at a coarser resolution, against torchgeo's own ``__getitem__``."""
+    from rasterio.transform import from_bounds
+    from torchgeo.datasets import RasterDataset
+
+    from rsfm.data.geo import ImageRasters, MaskRasters
+
+    rng = np.random.default_rng(0)
+    to_lonlat = Transformer.from_crs("EPSG:32616", "EPSG:4326", always_xy=True)
+    west, south = to_lonlat.transform(WEST + 160, NORTH - 224)
+    east, north = to_lonlat.transform(WEST + 224, NORTH - 160)
+    grids = [
+        ("EPSG:32616", from_origin(WEST + 64 * col, NORTH - 64 * row, RES, RES))
+        for row, col in ((0, 0), (0, 1), (1, 0))
+    ]
+    grids.append(("EPSG:4326", from_bounds(west, south, east, north, 64, 64)))
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    for index, (crs, transform) in enumerate(grids):
+        profile = dict(driver="GTiff", width=64, height=64, crs=crs, transform=transform)
+        with rasterio.open(
+            tmp_path / "images" / f"tile{index}.tif", "w", count=3, dtype="uint16", nodata=0, **profile
+        ) as dst:
+            dst.write(rng.integers(1, 4000, (3, 64, 64), dtype=np.uint16))
+        with rasterio.open(tmp_path / "masks" / f"tile{index}.tif", "w", count=1, dtype="uint8", **profile) as dst:
+            dst.write(rng.integers(0, 3, (1, 64, 64), dtype=np.uint8))
+    images = ImageRasters(tmp_path / "images", "*.tif", crs="EPSG:32616", res=RES)
+    masks = MaskRasters(tmp_path / "masks", "*.tif", crs="EPSG:32616", res=RES)
+    queries = [
+        (slice(x, x + side, step), slice(y, y + side, step))
+        for x, y, side, step in [
+            (WEST + 48, NORTH - 80, 32.0, RES),  # four tiles' corner
+            (WEST, NORTH - 256, 256.0, 2.0),  # everything, coarser
+            (WEST + 130, NORTH - 60, 20.0, RES),  # between the tiles: no file
+        ]
+    ]
+    queries += [
+        (slice(x, x + side, RES), slice(y, y + side, RES))
+        for (x, y), side in zip(
+            rng.uniform((WEST - 16, NORTH - 240), (WEST + 216, NORTH), (40, 2)), rng.choice([8.0, 24.0, 48.0], 40)
+        )
+    ]
+    found = missing = 0
+    for query in queries:
+        for dataset, key in ((images, "image"), (masks, "mask")):
+            try:
+                expected = RasterDataset.__getitem__(dataset, query)[key]
+            except IndexError:
+                missing += 1
+                with pytest.raises(IndexError, match="not found in index"):
+                    dataset[query]
+                continue
+            patch = dataset[query][key]
+            assert patch.dtype == expected.dtype and torch.equal(patch, expected)
+            found += 1
+    assert found >= 30 and missing >= 10, (found, missing)
+
+
 def test_footprints_without_geometry_are_skipped(tmp_path, scene) -> None:
     folder, expected = scene
     collection = json.loads((folder / "buildings.geojson").read_text())

@@ -106,6 +106,33 @@ def _rates(task: BuildingSegmentationTask, total_steps: int, steps) -> list:
     return rates
 
 
+def test_optimizer_is_fused_adamw_with_the_same_update() -> None:
+    # on CPU the task's AdamW runs torch's fused kernel; one step must move every parameter as
+    # torch's per-parameter AdamW does with the same groups (weight decay, stage-wise rates)
+    task = _task(layer_decay=0.5, weight_decay=0.05)
+    task._trainer = _StubTrainer(10)
+    optimizer = task.configure_optimizers()["optimizer"]
+    assert optimizer.defaults["fused"] and all(group["fused"] for group in optimizer.param_groups)
+    assert len({group["weight_decay"] for group in optimizer.param_groups}) == 2
+    reference_params = [[p.detach().clone().requires_grad_() for p in g["params"]] for g in optimizer.param_groups]
+    initial = [[p.detach().clone() for p in params] for params in reference_params]
+    reference = torch.optim.AdamW(
+        [dict(group, params=params, fused=None) for group, params in zip(optimizer.param_groups, reference_params)]
+    )
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for group, params in zip(optimizer.param_groups, reference_params):
+            for parameter, twin in zip(group["params"], params):
+                parameter.grad = torch.randn(parameter.shape, generator=generator)
+                twin.grad = parameter.grad.clone()
+        optimizer.step()
+        reference.step()
+    for group, params, before in zip(optimizer.param_groups, reference_params, initial):
+        for parameter, twin, start in zip(group["params"], params, before):
+            assert not torch.equal(parameter.detach(), start)
+            torch.testing.assert_close(parameter.detach(), twin.detach(), rtol=1e-6, atol=1e-7)
+
+
 def test_learning_rate_schedule() -> None:
     # 100 steps, 10 of warm-up: lr/10 at the first step, lr at step 10, half way through the decay at 55
     poly = _rates(_task(warmup_steps=10), 100, [0, 5, 10, 55, 100])
