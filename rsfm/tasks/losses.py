@@ -63,12 +63,15 @@ class BinarySegmentationLoss(nn.Module):
         A batch without labelled pixels gives a zero loss that keeps the graph.
         """
         logits = logits.float().squeeze(1)
-        valid = torch.ones_like(target, dtype=torch.bool) if self.ignore_index is None else target != self.ignore_index
-        if not valid.any():
+        valid = None if self.ignore_index is None else target != self.ignore_index
+        if valid is None or valid.all():  # every pixel, in the same order, without a boolean gather
+            pixels, labels = logits.reshape(1, 1, -1), target.reshape(1, 1, -1).float()
+        elif not valid.any():
             zero = logits.sum() * 0.0
             return zero, {name: zero for name in self.terms}
-        pixels = logits[valid].view(1, 1, -1)
-        labels = target[valid].view(1, 1, -1).float()
+        else:
+            pixels = logits[valid].view(1, 1, -1)
+            labels = target[valid].view(1, 1, -1).float()
         values = {name: term(pixels, labels) for name, term in self.terms.items()}
         total = sum(self.weights[name] * value for name, value in values.items())
         return total, values

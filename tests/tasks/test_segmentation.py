@@ -86,6 +86,20 @@ def test_loss_terms_on_known_values() -> None:
         BinarySegmentationLoss({"jaccard": 1.0})
 
 
+def test_loss_without_ignored_pixels_counts_every_pixel() -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8, generator=generator).contiguous(memory_format=torch.channels_last)
+    target = torch.randint(0, 2, (2, 8, 8), generator=generator)
+    for ignore_index in (255, None):
+        loss, terms = BinarySegmentationLoss({"bce": 1.0, "dice": 1.0}, ignore_index=ignore_index)(logits, target)
+        probabilities, labels = logits.sigmoid().flatten(), target.flatten().float()
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits.flatten(), labels)
+        dice = 1 - 2 * (probabilities * labels).sum() / (probabilities.sum() + labels.sum())
+        assert terms["bce"].item() == pytest.approx(bce.item(), rel=1e-6)
+        assert terms["dice"].item() == pytest.approx(dice.item(), rel=1e-6)
+        assert loss.item() == pytest.approx(bce.item() + dice.item(), rel=1e-6)
+
+
 class _StubTrainer:
     """What ``configure_optimizers`` reads of a trainer: the run length in optimizer steps."""
 
