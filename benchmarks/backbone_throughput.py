@@ -8,16 +8,26 @@ apart from how much work the architecture asks for.
 
     python benchmarks/backbone_throughput.py            # fp32 + bf16 inference, fp32 train step
     python benchmarks/backbone_throughput.py --no-bf16  # skip bf16 (7-20x slower on AVX2 CPUs)
+
+``--official-code DIR`` adds the official ViTAEv2-S (RSP's ``ViTAE_Window_NoShift_12_basic_stages4_14``,
+window 7) to the same run, from a checkout of https://github.com/ViTAE-Transformer/RSP: DIR is its
+``Scene Recognition/models`` folder. Nothing of it is copied into rsfm; it is imported from there.
+It runs twice: as RSP runs it (NCHW) and, like the other models, with channels-last weights
+(``official_vitaev2_s_cl``).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import importlib
 import json
 import statistics
+import sys
 import time
 from contextlib import nullcontext
-from typing import Callable, Dict
+from pathlib import Path
+from typing import Callable, Dict, Optional
 
 import rsfm.models  # noqa: F401  (torchvision shim, registers ViTAEv2 in timm)
 
@@ -28,6 +38,7 @@ from machine import torch_description  # benchmarks/ is on sys.path when run as 
 from torch.utils.flop_counter import FlopCounterMode
 
 MODELS = ("vitaev2_s", "swin_tiny_patch4_window7_224", "resnet50")
+OFFICIAL = "official_vitaev2_s"
 
 
 def _interleaved_images_per_second(
@@ -54,6 +65,17 @@ def _inference_step(model: torch.nn.Module, images: torch.Tensor, dtype: torch.d
             model(images)
 
     return step
+
+
+def _official_model(folder: Optional[Path], size: int) -> Optional[torch.nn.Module]:
+    """The official ViTAEv2-S built by its own code in ``folder`` (RSP's ``Scene Recognition/models``)."""
+    if folder is None:
+        return None
+    if not (folder / "ViTAE_Window_NoShift" / "models.py").is_file():
+        raise SystemExit(f"{folder}: no ViTAE_Window_NoShift/models.py; give RSP's 'Scene Recognition/models' folder")
+    sys.path.insert(0, str(folder))
+    module = importlib.import_module("ViTAE_Window_NoShift.models")
+    return module.ViTAE_Window_NoShift_12_basic_stages4_14(num_classes=1000, img_size=size, window_size=7)
 
 
 def _gmacs_per_image(model: torch.nn.Module, image: torch.Tensor) -> float:
@@ -90,6 +112,7 @@ def main() -> None:
     parser.add_argument("--no-bf16", action="store_true", help="skip bf16 autocast inference")
     parser.add_argument("--no-train", action="store_true", help="skip the training step")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--official-code", type=Path, help="RSP's 'Scene Recognition/models' folder (see above)")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -98,8 +121,11 @@ def main() -> None:
     train_images = torch.randn(args.train_batch_size, 3, args.size, args.size, device=device)
     models = {}
     for name in MODELS:
-        model = timm.create_model(name, num_classes=1000).to(device).eval()
-        models[name] = model.to(memory_format=torch.channels_last)
+        models[name] = timm.create_model(name, num_classes=1000).to(device).eval().to(memory_format=torch.channels_last)
+    official = _official_model(args.official_code, args.size)
+    if official is not None:  # as RSP runs it (NCHW), and channels-last like the others
+        models[OFFICIAL] = official.to(device).eval()
+        models[f"{OFFICIAL}_cl"] = copy.deepcopy(models[OFFICIAL]).to(memory_format=torch.channels_last)
     results: Dict[str, Dict[str, float]] = {
         name: {
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
@@ -131,8 +157,9 @@ def main() -> None:
     ratios = {}
     for metric in ("fp32_img_s", "bf16_img_s", "train_img_s"):
         if metric in results["vitaev2_s"]:
-            for baseline in MODELS[1:]:
-                key = f"vitaev2_s_over_{baseline.split('_')[0]}_{metric.replace('_img_s', '')}"
+            for baseline in [name for name in results if name != "vitaev2_s"]:
+                short = baseline.split("_")[0] + ("_cl" if baseline.endswith("_cl") else "")
+                key = f"vitaev2_s_over_{short}_{metric.replace('_img_s', '')}"
                 ratios[key] = round(results["vitaev2_s"][metric] / results[baseline][metric], 3)
     machine = torch_description()
     summary = {
