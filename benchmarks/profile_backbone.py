@@ -64,7 +64,7 @@ def main() -> None:
     images = torch.randn(args.batch, 3, args.size, args.size).to(memory_format=torch.channels_last)
     training = args.mode == "train"
     model.train(training)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True) if training else None  # as rsfm trains
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if training else None
 
     def step() -> None:
         if training:

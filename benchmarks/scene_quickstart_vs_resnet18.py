@@ -126,7 +126,7 @@ def _interleaved_step_rate(names: List[str], batch: int, image_size: int, repeat
     steps = {}
     for name in names:
         model = create_model(name, num_classes=30)
-        optimizer = torch.optim.AdamW(model.parameters(), fused=True)  # as rsfm trains
+        optimizer = torch.optim.AdamW(model.parameters())
         images = torch.randn(batch, 3, image_size, image_size)
         labels = torch.randint(0, 30, (batch,))
 

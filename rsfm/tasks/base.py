@@ -20,8 +20,6 @@ from rsfm.tasks.contract import CLASSIFICATION, CONTRACT_KEY, SEGMENTATION, Inpu
 _TASK_KEY = "rsfm_task"
 # datamodule attributes that must equal the task's when both are set
 _MUST_AGREE = ("class_names", "in_chans")
-# devices with torch's fused AdamW kernel (one kernel per step instead of a loop over parameters)
-_FUSED_ADAMW_DEVICES = frozenset({"cpu", "cuda"})
 
 
 class BaseTask(LightningModule):
@@ -131,13 +129,14 @@ class BaseTask(LightningModule):
 
     def _adamw(self, lr: float, weight_decay: float, layer_decay: Optional[float]) -> torch.optim.Optimizer:
         """timm's AdamW over ``self.model``: no weight decay on biases and norms, stage-wise rates
-        with ``layer_decay``. On CPU and CUDA it runs torch's fused kernel: on CPU torch would
-        otherwise loop over the parameters, 3-4x slower per step (ViTAEv2-S: 44 -> 12 ms,
-        ``vitaev2_xs``: 12.6 -> 3.2 ms on 2 AVX2 cores)."""
-        fused = {parameter.device.type for parameter in self.parameters()} <= _FUSED_ADAMW_DEVICES
-        return create_optimizer_v2(
-            self.model, opt="adamw", lr=lr, weight_decay=weight_decay, layer_decay=layer_decay, fused=fused
-        )
+        with ``layer_decay``.
+
+        Not torch's fused AdamW, although its CPU step is 3-4x faster (ViTAEv2-S 44 -> 12 ms): in
+        torch 2.13 it updates a parameter wrongly when its gradient has another memory format
+        (a channels-last convolution weight with a contiguous gradient, or the reverse), which
+        training these models produces (the change quickstart fell from F1 0.53 to 0.39).
+        """
+        return create_optimizer_v2(self.model, opt="adamw", lr=lr, weight_decay=weight_decay, layer_decay=layer_decay)
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint[_TASK_KEY] = task_name(type(self))

@@ -323,7 +323,7 @@ class SceneClassificationTask(DistillationMixin, BaseTask):
     # optimisation -------------------------------------------------------------------------
 
     def configure_optimizers(self) -> Dict[str, Any]:
-        """AdamW (timm, optional layer-wise decay, fused on CPU and CUDA) with per-step warm-up + cosine (timm)."""
+        """AdamW (timm, optional layer-wise decay) with per-step warm-up + cosine (timm)."""
         hparams = self.hparams
         trainer = self.trainer
         total_steps = trainer.estimated_stepping_batches  # also sets up the train dataloader

@@ -234,8 +234,8 @@ class BuildingSegmentationTask(DistillationMixin, BaseTask):
         save_overlay_grid(grid, Path(log_dir) / "overlays" / f"epoch{self.current_epoch:03d}.png")
 
     def configure_optimizers(self) -> Dict[str, Any]:
-        """AdamW with stage-wise rates (timm ``create_optimizer_v2``, fused on CPU and CUDA) and a
-        per-step schedule (timm ``PolyLRScheduler`` / ``CosineLRScheduler``).
+        """AdamW with stage-wise rates (timm ``create_optimizer_v2``) and a per-step
+        schedule (timm ``PolyLRScheduler`` / ``CosineLRScheduler``).
 
         Decoder and head train at ``lr``; backbone stage ``i`` of ``n`` at
         ``lr * layer_decay ** (n - i)`` (``SegmentationModel.group_matcher``). Biases and norms
