@@ -15,7 +15,7 @@ The sample is read from the repository checkout, not from package resources: the
 in a clone installed with ``pip install -e .`` (``make install``). Wheels do not carry the
 ``datasets/`` folder, so there the command says so and stops.
 
-About 75 s on 2 CPU cores (AVX2 kernels, after the install). The model sees one small chip, so
+About 80 s on 2 CPU cores (AVX2 kernels, after the install). The model sees one small chip, so
 this shows the pipeline, not state-of-the-art accuracy. Imagery and labels: SpaceNet / Maxar,
 CC BY-SA 4.0; the outputs are shared under the same licence.
 """
