@@ -12,7 +12,7 @@ pixels go through every variant:
 Each variant runs in a fresh process: load, two warm-up batches, then the median of
 ``--repeats`` timed batches (images/s, the predictor's whole call: nodata fill, normalisation,
 model, softmax/sigmoid) and the process's peak resident memory (``VmHWM``); ``.onnx`` files run
-with the PyTorch stack's imports blocked, as in a ``rsfm[runtime]`` install. File sizes are those
+as in a ``rsfm[runtime]`` install, importing no torch (``torch_imported`` says so). File sizes are those
 of the checkpoint or the ``.onnx``. For the building models, ``predict_raster`` then runs every
 variant over the same real scene (a ``--raster-size`` square of the Xiamen mosaic without holes),
 in fresh processes, interleaved for ``--raster-repeats`` rounds: the end-to-end figure (checks,
@@ -49,25 +49,8 @@ from machine import cpu_description, peak_rss_mib  # benchmarks/ is on sys.path 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-class _NoTorch:
-    """Import hook that makes the PyTorch stack look uninstalled: an ``.onnx`` is measured as it
-    runs in a ``rsfm[runtime]`` install, without torch's import time and memory."""
-
-    BLOCKED = {"torch", "torchvision", "lightning", "timm", "torchgeo", "albumentations"}
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name.split(".")[0] in self.BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-
-def _runtime_only(model: Path) -> None:
-    if model.suffix == ".onnx":
-        sys.meta_path.insert(0, _NoTorch())
-
-
 def measure(model: Path, size: int, batch: int, repeats: int) -> Dict[str, float]:
     """In a fresh process: images/s of ``model``'s predictor on random raw pixels, peak RSS."""
-    _runtime_only(model)
     import numpy as np
 
     from rsfm.inference.predictor import load_predictor
@@ -81,13 +64,16 @@ def measure(model: Path, size: int, batch: int, repeats: int) -> Dict[str, float
         start = time.perf_counter()
         predictor(pixels)
         times.append(time.perf_counter() - start)
-    return {"images_per_s": batch / statistics.median(times), "peak_rss_mib": peak_rss_mib()}
+    return {
+        "images_per_s": batch / statistics.median(times),
+        "peak_rss_mib": peak_rss_mib(),
+        "torch_imported": "torch" in sys.modules,
+    }
 
 
 def measure_raster(model: Path, raster: Path, output: Path, batch: int) -> Dict[str, float]:
     """In a fresh process: ``predict_raster`` of ``model`` over ``raster`` (the whole pipeline:
     checks, reading, tiling, model, blending, writing), seconds and peak RSS."""
-    _runtime_only(model)
     started = time.perf_counter()
     from rsfm.inference.predict import predict_raster
 
@@ -98,6 +84,7 @@ def measure_raster(model: Path, raster: Path, output: Path, batch: int) -> Dict[
         "seconds": finished - imported,
         "import_seconds": imported - started,
         "peak_rss_mib": peak_rss_mib(),
+        "torch_imported": "torch" in sys.modules,
     }
 
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# environment defaults and the torchvision fix, armed for the first import of torchvision (no cost here)
+from rsfm import _compat  # noqa: F401
+
 __version__ = "0.1.0"
 
 # public name -> module that defines it

@@ -1,32 +1,43 @@
-"""Environment fixes applied before anything imports torchvision (timm, torchgeo, lightning).
+"""Environment fixes for the packages rsfm imports: applied when ``rsfm`` is imported, paid for
+only when torchvision is.
 
 The torchvision wheel on CPU-only machines may be a CUDA build whose native library cannot
 load next to a CPU torch; ``import torchvision`` then fails with "operator torchvision::nms
 does not exist". When that happens we register a pure-torch ``nms`` under torchvision's
 operator name so that the Python package imports and ``torchvision.ops.nms`` still works.
-With a working native library this module only sets environment defaults, and without torch
-(an install that only runs ONNX models) it does nothing else either.
+
+Importing this module costs nothing: it sets environment defaults and puts an import hook in
+front of ``sys.meta_path`` that waits for the first ``import torchvision`` (directly, or through
+timm, torchgeo, Lightning, torchmetrics or albumentations) and applies the fix just before
+torchvision's own code runs. So ``import rsfm`` may come before or after ``import torch``, and
+code that never imports torchvision (an exported model run through ONNX Runtime) never imports
+torch either. Where torchvision was imported before rsfm there is nothing left to fix.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import os
+import sys
+from typing import Any, Optional, Sequence
 
 # Albumentations checks PyPI for updates at import time; never make network calls on import.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import numpy as np
-
-try:
-    import torch
-except ImportError:  # an install without PyTorch (rsfm[runtime]): no torchvision either, nothing to fix
-    torch = None
+# None until torchvision is imported: then whether its native library serves its operators
+NATIVE_TORCHVISION: Optional[bool] = None
+# the operator library of the fallback (kept referenced while it serves nms), when installed
+_LIBRARY = None
 
 
-def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def _nms(boxes: Any, scores: Any, iou_threshold: float) -> Any:
     """Greedy non-maximum suppression with the same numerics as torchvision's CPU kernel."""
+    import numpy as np
+    import torch
+
     order = scores.argsort(descending=True)
     ranked = boxes[order].detach().cpu()
     x1, y1, x2, y2 = ranked.to(torch.promote_types(ranked.dtype, torch.float32)).numpy().T
@@ -46,11 +57,9 @@ def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> tor
     return order[keep_index]
 
 
-def _native_torchvision_loads() -> bool:
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None or spec.origin is None:
-        return True  # nothing to patch
-    package_dir = os.path.dirname(spec.origin)
+def _native_torchvision_loads(package_dir: str) -> bool:
+    import torch
+
     # torchvision <= 0.28 ships _C.so, >= 0.29 _C_stable.so
     for library in glob.glob(os.path.join(package_dir, "_C*.so")):
         try:
@@ -61,20 +70,57 @@ def _native_torchvision_loads() -> bool:
     return False
 
 
-def _install_nms_fallback() -> None:
+def _define_nms() -> None:
+    """Register the pure-torch ``nms`` under torchvision's operator names (before torchvision
+    registers its fake kernels for them at import)."""
     global _LIBRARY
+    import torch
+
     if hasattr(torch.ops.torchvision, "nms"):
         return
     _LIBRARY = torch.library.Library("torchvision", "DEF")  # must stay referenced
-    for op in ("nms", "qnms"):  # torchvision registers fake kernels for both at import
+    for op in ("nms", "qnms"):
         _LIBRARY.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _LIBRARY.impl("nms", _nms, "CompositeExplicitAutograd")
-    import torchvision.ops.boxes as boxes
-
-    boxes._assert_has_ops = lambda: None
 
 
-_LIBRARY = None
-NATIVE_TORCHVISION = torch is None or _native_torchvision_loads()
-if not NATIVE_TORCHVISION:
-    _install_nms_fallback()
+class _FallbackLoader(importlib.abc.Loader):
+    """torchvision's own loader, followed by one patch: ``torchvision.ops`` checks for the
+    native library before each call; with the fallback serving ``nms`` the check is lifted."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self._loader.exec_module(module)
+        sys.modules["torchvision.ops.boxes"]._assert_has_ops = lambda: None
+
+    def __getattr__(self, name: str) -> Any:  # resource readers and the like: the original's
+        return getattr(self._loader, name)
+
+
+class _TorchvisionHook(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: on the first ``import torchvision`` it removes itself, checks the
+    native library and installs the fallback when needed, then hands back torchvision's spec."""
+
+    def find_spec(self, name: str, path: Optional[Sequence[str]] = None, target: Any = None) -> Any:
+        global NATIVE_TORCHVISION
+        if name != "torchvision":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.origin is None:
+            return None  # not installed: the import fails as it would have
+        NATIVE_TORCHVISION = _native_torchvision_loads(os.path.dirname(spec.origin))
+        if not NATIVE_TORCHVISION:
+            _define_nms()
+            spec.loader = _FallbackLoader(spec.loader)
+        return spec
+
+
+if "torchvision" not in sys.modules and not any(isinstance(f, _TorchvisionHook) for f in sys.meta_path):
+    sys.meta_path.insert(0, _TorchvisionHook())

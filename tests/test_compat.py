@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from rsfm import _compat
@@ -53,3 +54,30 @@ def test_fallback_only_when_native_library_is_unusable():
     native = _torchvision_works_without_rsfm()
     assert _compat.NATIVE_TORCHVISION is native
     assert (_compat._LIBRARY is None) is native  # the fallback is registered exactly when needed
+
+
+def _fresh(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_import_rsfm_arms_the_fix_without_importing_torch():
+    """``import rsfm`` (and its light subpackages) import no torch; the first import of a
+    torchvision user afterwards, in any order with torch, gets a working torchvision."""
+    check = (
+        "import torchvision, torch; "
+        "assert torchvision.ops.nms(torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10.0]]), torch.tensor([0.9, 0.8]), 0.5)"
+        ".tolist() == [0]"
+    )
+    light = "import sys, rsfm, rsfm.data, rsfm.tasks, rsfm.inference; assert 'torch' not in sys.modules, 'torch'; "
+    for order in (light + "import timm; " + check, "import torch; import rsfm; import lightning; " + check):
+        run = _fresh(order)
+        assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_without_rsfm_first_a_broken_torchvision_stays_broken():
+    """The hook is what makes torchvision import here when its native library fails: imported
+    after torchvision, rsfm cannot help (the test machine's wheel is the broken kind)."""
+    if _torchvision_works_without_rsfm():
+        pytest.skip("torchvision's native library loads on this machine: nothing to fix")
+    run = _fresh("import torchvision")
+    assert run.returncode != 0 and "torchvision::nms does not exist" in run.stderr

@@ -44,9 +44,6 @@ def train(output: Path, epochs: int, seed: int = 0) -> Path:
 
     Normalisation statistics are the chip's own (raw uint16 units) and travel in the checkpoint.
     """
-    from rsfm import _compat  # noqa: F401  (before lightning imports torchvision)
-    # isort: split
-
     import lightning.pytorch as pl
     import rasterio
 
@@ -148,9 +145,6 @@ def draw_overview(image: Path, vector: Path, footprints: Path, destination: Path
 
 def pixel_scores(mask: Path, footprints: Path) -> Dict[str, float]:
     """IoU and F1 of the predicted building pixels against the rasterised reference footprints."""
-    from rsfm import _compat  # noqa: F401  (before torchmetrics imports torchvision)
-    # isort: split
-
     import geopandas
     import rasterio
     import torch

@@ -8,9 +8,6 @@ from typing import List
 def main(argv: List[str]) -> None:
     """``LightningCLI`` with ``argv`` = the subcommand and its options; the task and datamodule
     classes come from the config's class paths."""
-    from rsfm import _compat  # noqa: F401
-    # isort: split
-
     from lightning.pytorch.cli import LightningCLI
 
     LightningCLI(

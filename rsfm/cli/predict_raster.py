@@ -187,7 +187,8 @@ def run_command(parser: argparse.ArgumentParser, run: Callable[[], Sequence["Pre
         line = f"{read} -> {result.raster} {state}"
         if result.vector is not None and not result.skipped:
             line += f", {result.polygons} polygons -> {result.vector}"
-        print(line)
+        # flushed at once: a second process (--devices 2) may not get to flush at exit (gloo teardown)
+        print(line, flush=True)
     return 0
 
 

@@ -8,10 +8,6 @@ pay for Lightning and albumentations. Georeferenced building data (torchgeo) liv
 import importlib
 from typing import Any
 
-from rsfm import _compat  # noqa: F401  (must run before albumentations/lightning import torchvision)
-
-# isort: split
-
 _LAZY = {
     "BuildingTileDataModule": "rsfm.data.buildings",
     "BuildingTileDataset": "rsfm.data.buildings",

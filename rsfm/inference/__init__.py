@@ -1,9 +1,6 @@
 """Tiled inference on whole rasters: tile grid and blending, raster reading/writing with
 resume, polygons, and the ``predict_raster`` / ``predict_change`` pipeline."""
 
-from rsfm import _compat  # noqa: F401  (must run before lightning/timm import torchvision)
-
-# isort: split
 from rsfm.data.tiling import TileGrid
 from rsfm.inference.errors import InferenceIOError
 from rsfm.inference.outputs import NODATA, PROBABILITY_SCALE, OutputEncoding, OutputType

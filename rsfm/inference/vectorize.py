@@ -16,6 +16,7 @@ import rasterio.features
 from affine import Affine
 from rasterio.windows import Window
 from scipy import ndimage
+from shapely.affinity import affine_transform
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
@@ -140,6 +141,8 @@ def iter_polygons(
     first_id = 0  # global id of a component = first_id of its chunk + its id in the chunk
     previous_bottom: Optional[np.ndarray] = None  # component ids along the last row read
     with rasterio.open(raster) as dataset:
+        pixel_to_crs = dataset.transform
+        to_crs = [pixel_to_crs.a, pixel_to_crs.b, pixel_to_crs.d, pixel_to_crs.e, pixel_to_crs.c, pixel_to_crs.f]
         for top in range(0, dataset.height, chunk_rows):
             window = Window(0, top, dataset.width, min(chunk_rows, dataset.height - top))
             classes, probability = _read_classes(dataset, window, encoding)
@@ -153,9 +156,10 @@ def iter_polygons(
             if len(class_of) > 1:
                 pixel_counts = np.bincount(local.ravel(), minlength=len(class_of))
                 probability_sums = np.bincount(local.ravel(), weights=probability.ravel(), minlength=len(class_of))
-                transform = dataset.transform @ Affine.translation(0, top)
+                # pixel coordinates of the whole raster (exact integers): the pieces of a region
+                # that a chunk border cuts share that border exactly and merge into one polygon
                 for geometry, value in rasterio.features.shapes(
-                    local, mask=local > 0, connectivity=4, transform=transform
+                    local, mask=local > 0, connectivity=4, transform=Affine.translation(0, top)
                 ):
                     ident = int(value)
                     groups.add(
@@ -177,6 +181,7 @@ def iter_polygons(
             for root in [root for root in groups.data if root not in still_open]:
                 group = groups.pop(root)
                 polygon = group.pieces[0] if len(group.pieces) == 1 else unary_union(group.pieces)
+                polygon = affine_transform(polygon, to_crs)
                 yield polygon, group.class_index, group.probability_sum / group.pixels / PROBABILITY_SCALE
             groups.keep_only([ident for ident in np.unique(bottom_ids).tolist() if ident > 0])
             previous_bottom = bottom_ids

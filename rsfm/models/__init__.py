@@ -3,9 +3,6 @@
 Task checkpoints are the task layer's (``rsfm.tasks.load_task``); ``rsfm.load_checkpoint``
 loads either kind."""
 
-from rsfm import _compat  # noqa: F401  (must run before timm imports torchvision)
-
-# isort: split
 from rsfm.models.change import ChangeModel
 from rsfm.models.checkpoint import load_checkpoint_file
 from rsfm.models.factory import create_model, load_backbone

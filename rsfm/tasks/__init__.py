@@ -8,10 +8,6 @@ PyTorch (``rsfm[runtime]``) can read exported models.
 import importlib
 from typing import Any
 
-from rsfm import _compat  # noqa: F401  (must run before lightning/timm import torchvision)
-
-# isort: split
-
 _LAZY = {
     "BaseTask": "rsfm.tasks.base",
     "load_task": "rsfm.tasks.base",

@@ -116,3 +116,28 @@ def test_streamed_polygons_equal_whole_raster_polygons_on_spacenet(tmp_path, dat
     # polygons cover exactly the building pixels
     assert whole["area"].sum() == pytest.approx((classes == 1).sum() * 0.25)
     assert shapely.union_all(whole.geometry.values).area == pytest.approx(whole["area"].sum())
+
+
+def test_chunk_borders_leave_no_seams_at_any_pixel_size(tmp_path):
+    """A pixel size that binary floating point cannot hold (30.0379 m, like RGB.byte.tif's 300.04)
+    put the bottom edge of one chunk's pieces and the top edge of the next a rounding error
+    (~5e-10 m) apart, and their union became a two-part MultiPolygon that the GeoPackage layer
+    (Polygon) took with a GDAL warning. Shapes are now traced in pixel coordinates and moved to
+    the CRS once: one Polygon per region, the same as reading the raster whole."""
+    classes = np.zeros((60, 50), dtype=np.uint8)
+    classes[3:40, 5:20] = 1  # crosses the chunk borders at rows 7, 14, ... (7-row chunks)
+    classes[10:58, 30:45] = 1
+    classes[20:30, 33:42] = 0  # a courtyard across a border
+    classes[45:52, 8:14] = 2
+    probability = np.where(classes > 0, 40000, 0).astype(np.uint16)
+    transform = Affine(30.0379, 0, 101985.0, 0, -30.0379, 2826915.0)
+    raster = write_raster(tmp_path / "classes.tif", np.stack([classes, probability]), transform=transform)
+    encoding = OutputEncoding(OutputType.CLASSES, 3, ["background", "roof", "shed"])
+    whole = _polygon_set(raster, encoding, chunk_rows=100_000)
+    streamed = _polygon_set(raster, encoding, chunk_rows=7)
+    assert list(streamed.geom_type) == ["Polygon"] * 3 == list(whole.geom_type)
+    assert [len(polygon.interiors) for polygon in streamed.geometry] == [0, 0, 1]
+    for first, second in zip(whole.geometry, streamed.geometry):
+        assert first.equals(second) and shapely.hausdorff_distance(first, second) == 0
+    pixel_area = 30.0379**2
+    assert streamed["area"].tolist() == pytest.approx([42 * pixel_area, 37 * 15 * pixel_area, 630 * pixel_area])
