@@ -187,8 +187,10 @@ def run_command(parser: argparse.ArgumentParser, run: Callable[[], Sequence["Pre
         line = f"{read} -> {result.raster} {state}"
         if result.vector is not None and not result.skipped:
             line += f", {result.polygons} polygons -> {result.vector}"
-        # flushed at once: a second process (--devices 2) may not get to flush at exit (gloo teardown)
-        print(line, flush=True)
+        # one write per line, newline included, flushed at once: with --devices 2 both processes
+        # write to the same stdout, and print's separate writes of text and newline interleaved
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
     return 0
 
 

@@ -86,7 +86,8 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.slow
 def test_two_processes_share_the_files(tmp_path, conv_checkpoint):
     """``--devices 2`` on the CPU: Fabric launches a second process (DDP, gloo); every input is
-    predicted exactly once."""
+    predicted exactly once, and each process's result lines arrive whole (they used to interleave
+    mid-line about one run in four)."""
     folder = tmp_path / "scenes"
     folder.mkdir()
     for index in range(3):
