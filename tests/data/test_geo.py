@@ -1,7 +1,9 @@
 """Georeferenced imagery + footprints/mask rasters through torchgeo: reprojection, nodata,
 spatial train/val split and samplers, on tiny GeoTIFF/GeoJSON files written here."""
 
+import copy
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -236,7 +238,7 @@ def test_rasters_read_as_torchgeo_does(tmp_path) -> None:
     (warped) and apart from the others, read at random windows (across seams, partly or wholly
     outside every tile) and at a coarser resolution, against torchgeo's own ``__getitem__``."""
     from rasterio.transform import from_bounds
-    from torchgeo.datasets import RasterDataset
+    from torchgeo.datasets import GeoDataset, RasterDataset
 
     from rsfm.data.geo import ImageRasters, MaskRasters
 
@@ -289,6 +291,24 @@ def test_rasters_read_as_torchgeo_does(tmp_path) -> None:
             assert patch.dtype == expected.dtype and torch.equal(patch, expected)
             found += 1
     assert found >= 30 and missing >= 10, (found, missing)
+
+    # the bounds and arrays taken from the index follow a new index (roi_split assigns a clipped
+    # one) or resolution, and stay out of what loader workers receive
+    for dataset in (images, masks):
+        assert dataset.bounds == GeoDataset.bounds.fget(dataset)
+    east_tile = slice(WEST + 72, WEST + 96, RES), slice(NORTH - 32, NORTH - 8, RES)
+    first_tile = copy.deepcopy(images)
+    assert first_tile.bounds == images.bounds and len(first_tile._files_at(east_tile)) == 1
+    first_tile.index = first_tile.index[first_tile.index.filepath.str.endswith("tile0.tif")]
+    assert first_tile.bounds == GeoDataset.bounds.fget(first_tile) != images.bounds
+    assert len(images._files_at(east_tile)) == 1
+    with pytest.raises(IndexError):
+        first_tile[east_tile]
+    images.res = 2.0
+    assert images.bounds == GeoDataset.bounds.fget(images) and images.bounds[0].step == 2.0
+    shipped = pickle.loads(pickle.dumps(images))
+    assert "_index_lookup" in images.__dict__ and "_index_lookup" not in shipped.__dict__
+    assert torch.equal(shipped[east_tile]["image"], RasterDataset.__getitem__(images, east_tile)["image"])
 
 
 def test_footprints_without_geometry_are_skipped(tmp_path, scene) -> None:
