@@ -8,8 +8,9 @@ operator name so that the Python package imports and ``torchvision.ops.nms`` sti
 
 Importing this module costs nothing: it sets environment defaults and puts an import hook in
 front of ``sys.meta_path`` that waits for the first ``import torchvision`` (directly, or through
-timm, torchgeo, Lightning, torchmetrics or albumentations) and applies the fix just before
-torchvision's own code runs. So ``import rsfm`` may come before or after ``import torch``, and
+timm, torchgeo, Lightning, torchmetrics or albumentations; a probe with
+``importlib.util.find_spec`` first is fine) and applies the fix just before torchvision's own code
+runs. So ``import rsfm`` may come before or after ``import torch``, and
 code that never imports torchvision (an exported model run through ONNX Runtime) never imports
 torch either. Where torchvision was imported before rsfm there is nothing left to fix.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 import glob
 import importlib.abc
 import importlib.machinery
-import importlib.util
 import os
 import sys
 from typing import Any, Optional, Sequence
@@ -103,21 +103,23 @@ class _FallbackLoader(importlib.abc.Loader):
 
 
 class _TorchvisionHook(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: on the first ``import torchvision`` it removes itself, checks the
-    native library and installs the fallback when needed, then hands back torchvision's spec."""
+    """Finds torchvision where Python would (``PathFinder``), and the first time it is asked
+    checks the native library and defines the fallback when needed; while the fallback serves,
+    the spec it returns carries :class:`_FallbackLoader`. It stays in place until torchvision is
+    imported: packages probe for torchvision with ``importlib.util.find_spec`` before importing it."""
 
     def find_spec(self, name: str, path: Optional[Sequence[str]] = None, target: Any = None) -> Any:
         global NATIVE_TORCHVISION
-        if name != "torchvision":
+        if name != "torchvision" or name in sys.modules:
             return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.origin is None:
-            return None  # not installed: the import fails as it would have
-        NATIVE_TORCHVISION = _native_torchvision_loads(os.path.dirname(spec.origin))
+            return None  # not installed, or not where Python looks by default: nothing to fix
+        if NATIVE_TORCHVISION is None:
+            NATIVE_TORCHVISION = _native_torchvision_loads(os.path.dirname(spec.origin))
+            if not NATIVE_TORCHVISION:
+                _define_nms()
         if not NATIVE_TORCHVISION:
-            _define_nms()
             spec.loader = _FallbackLoader(spec.loader)
         return spec
 

@@ -62,14 +62,21 @@ def _fresh(code: str) -> subprocess.CompletedProcess:
 
 def test_import_rsfm_arms_the_fix_without_importing_torch():
     """``import rsfm`` (and its light subpackages) import no torch; the first import of a
-    torchvision user afterwards, in any order with torch, gets a working torchvision."""
+    torchvision user afterwards, in any order with torch, gets a working torchvision, also after
+    a probe with ``importlib.util.find_spec`` (as Lightning and torchmetrics probe for it)."""
     check = (
         "import torchvision, torch; "
         "assert torchvision.ops.nms(torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10.0]]), torch.tensor([0.9, 0.8]), 0.5)"
         ".tolist() == [0]"
     )
     light = "import sys, rsfm, rsfm.data, rsfm.tasks, rsfm.inference; assert 'torch' not in sys.modules, 'torch'; "
-    for order in (light + "import timm; " + check, "import torch; import rsfm; import lightning; " + check):
+    probe_first = "import rsfm, importlib.util; assert importlib.util.find_spec('torchvision'); "
+    orders = (
+        light + "import timm; " + check,
+        "import torch; import rsfm; import lightning; " + check,
+        probe_first + check,
+    )
+    for order in orders:
         run = _fresh(order)
         assert run.returncode == 0, run.stderr[-2000:]
 

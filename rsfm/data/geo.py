@@ -96,8 +96,9 @@ class _IndexedFiles:
     """Finds a patch's files as torchgeo's ``__getitem__`` does (time interval overlapping,
     every ``t.step``-th row, footprint intersecting the box), with one vectorised shapely test
     on arrays taken from the index once (:class:`_Lookup`, rebuilt when the index or the
-    resolution changes) instead of pandas/geopandas row selections and bounds computed anew:
-    0.1 against 1.3 ms per dataset and patch."""
+    resolution changes, as when torchgeo's ``roi_split`` assigns a clipped index) instead of
+    pandas/geopandas row selections and bounds computed anew: a batch of 8 demo patches (image
+    and footprints) loads in 14-17 instead of 28-31 ms."""
 
     def _lookup(self) -> _Lookup:
         lookup = self.__dict__.get("_index_lookup")

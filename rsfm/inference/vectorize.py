@@ -141,8 +141,8 @@ def iter_polygons(
     first_id = 0  # global id of a component = first_id of its chunk + its id in the chunk
     previous_bottom: Optional[np.ndarray] = None  # component ids along the last row read
     with rasterio.open(raster) as dataset:
-        pixel_to_crs = dataset.transform
-        to_crs = [pixel_to_crs.a, pixel_to_crs.b, pixel_to_crs.d, pixel_to_crs.e, pixel_to_crs.c, pixel_to_crs.f]
+        grid = dataset.transform  # pixel (column, row) -> CRS, as shapely's affine_transform takes it:
+        to_crs = [grid.a, grid.b, grid.d, grid.e, grid.c, grid.f]
         for top in range(0, dataset.height, chunk_rows):
             window = Window(0, top, dataset.width, min(chunk_rows, dataset.height - top))
             classes, probability = _read_classes(dataset, window, encoding)
