@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence, Union
 
@@ -34,6 +35,10 @@ TASK_METADATA_KEY = "rsfm_task"
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "logits"
 RUNTIME_MISSING = "needs onnxruntime: pip install 'rsfm[runtime]'"
+# onnxruntime before 1.24 reads a model's external data (weights kept in separate files) from
+# wherever the model names: "../../home/user/.ssh/id_rsa", an absolute path or a symlink out of its
+# folder. 1.24.1 refuses all three (measured: 1.20.1 and 1.23.2 read them).
+MIN_ONNXRUNTIME = (1, 24, 1)
 
 
 def _export_fix(path: Path) -> str:
@@ -64,6 +69,7 @@ def open_onnx_session(
         raise ImportError(f"{path}: running an ONNX model {RUNTIME_MISSING}") from error
     if not path.is_file():
         raise FileNotFoundError(f"{path}: ONNX model not found ({_export_fix(path)})")
+    _check_runtime_version(onnxruntime.__version__)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only: no warnings about unused initialisers
     # onnxruntime's CPU arena grows in powers of two and keeps what it took: a building model at
@@ -74,7 +80,24 @@ def open_onnx_session(
     try:
         return onnxruntime.InferenceSession(str(path), sess_options=options, providers=list(providers))
     except Exception as error:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
-        raise ValueError(f"{path}: not a valid ONNX model ({_reason(error)}); {_export_fix(path)}") from error
+        reason = _reason(error)
+        if "External data path" in reason:
+            raise ValueError(
+                f"{path}: refused: the model reads weights from a file outside its folder ({reason}); "
+                "use a model whose weights are in the file itself or beside it, e.g. one written by rsfm export"
+            ) from error
+        raise ValueError(f"{path}: not a valid ONNX model ({reason}); {_export_fix(path)}") from error
+
+
+def _check_runtime_version(version: str) -> None:
+    """Refuse an onnxruntime that would read files outside a model's folder (``MIN_ONNXRUNTIME``)."""
+    numbers = tuple(int(re.match(r"\d*", part).group() or 0) for part in version.split(".")[:3])
+    if numbers < MIN_ONNXRUNTIME:
+        minimum = ".".join(map(str, MIN_ONNXRUNTIME))
+        raise ImportError(
+            f"onnxruntime {version} reads weight files that a model names outside its folder (a hostile "
+            f".onnx can read any file); rsfm needs onnxruntime >= {minimum}: pip install 'onnxruntime>={minimum}'"
+        )
 
 
 def _reason(error: Exception) -> str:
