@@ -58,9 +58,10 @@ def open_onnx_session(
         optimize: apply onnxruntime's graph optimisations (off when only the metadata is read).
 
     Raises:
-        ImportError: onnxruntime is not installed.
+        ImportError: onnxruntime is not installed, or older than ``MIN_ONNXRUNTIME``.
         FileNotFoundError: the file does not exist.
-        ValueError: naming the file, when onnxruntime cannot parse it as an ONNX model.
+        ValueError: naming the file, when onnxruntime cannot parse it as an ONNX model or refuses
+            its external data (weight files named outside its folder).
     """
     path = Path(path)
     try:
@@ -140,7 +141,7 @@ def read_onnx_contract(path: Union[str, os.PathLike]) -> InputContract:
     """The input contract written into an ONNX file by ``rsfm export``.
 
     Raises:
-        ImportError: onnxruntime is not installed.
+        ImportError: onnxruntime is not installed, or older than ``MIN_ONNXRUNTIME``.
         FileNotFoundError: the file does not exist.
         ValueError: naming the file, when it is no ONNX model or carries no rsfm contract.
     """
