@@ -6,7 +6,8 @@ load next to a CPU torch; ``import torchvision`` then fails with "operator torch
 does not exist". When that happens we register a pure-torch ``nms`` under torchvision's
 operator name so that the Python package imports and ``torchvision.ops.nms`` still works.
 
-Importing this module costs nothing: it sets environment defaults and puts an import hook in
+Importing this module costs nothing: it sets environment defaults (and turns off GDAL's Python
+pixel functions, which a hostile raster could use to run code) and puts an import hook in
 front of ``sys.meta_path`` that waits for the first ``import torchvision`` (directly, or through
 timm, torchgeo, Lightning, torchmetrics or albumentations; a probe with
 ``importlib.util.find_spec`` first is fine) and applies the fix just before torchvision's own code
@@ -26,6 +27,9 @@ from typing import Any, Optional, Sequence
 
 # Albumentations checks PyPI for updates at import time; never make network calls on import.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# A GDAL VRT (any file name: GDAL goes by content) may carry Python pixel functions, which GDAL
+# runs in this process when GDAL_VRT_ENABLE_PYTHON=YES: never let a raster decide what code runs.
+os.environ["GDAL_VRT_ENABLE_PYTHON"] = "NO"
 
 # None until torchvision is imported: then whether its native library serves its operators
 NATIVE_TORCHVISION: Optional[bool] = None

@@ -143,9 +143,15 @@ def _read_sample(dataset: rasterio.DatasetReader, path: Path, bands: Tuple[int, 
             data = dataset.read(bands, window=window)
             valid = dataset.read_masks(bands, window=window).any(axis=0)
         except (RasterioIOError, CPLE_BaseError) as error:
+            reason = error_reason(error)
+            if "Python code" in reason:  # GDAL_VRT_ENABLE_PYTHON=NO, set by rsfm._compat
+                raise ValueError(
+                    f"{path}: refused: its pixels are computed by Python code inside the file (a GDAL VRT "
+                    "pixel function), and rsfm never runs code from a raster; use a GeoTIFF of the pixels"
+                ) from error
             raise ValueError(
                 f"{path}: file is truncated or damaged, pixels at row {window.row_off}, column {window.col_off} "
-                f"cannot be read ({error_reason(error)}); the copy or download probably failed, fetch it again"
+                f"cannot be read ({reason}); the copy or download probably failed, fetch it again"
             ) from error
         if floating:
             valid &= np.isfinite(data).all(axis=0)
