@@ -8,9 +8,13 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "RASTER_EXTENSIONS", "ImageReadError", "read_image"]
+__all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_BYTES", "RASTER_EXTENSIONS", "ImageReadError", "read_image"]
 
 RASTER_EXTENSIONS = (".tif", ".tiff")
+# A (Geo)TIFF read whole may declare any size in a file of a few kilobytes (empty tiles cost
+# nothing): refuse more decoded bytes than this, as PIL refuses images over 2 x MAX_IMAGE_PIXELS.
+# Whole scenes go through rsfm predict-raster, which reads windows.
+MAX_IMAGE_BYTES = 1 << 30
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", *RASTER_EXTENSIONS)
 
 # PIL modes that only make sense once expanded to plain bands
@@ -34,8 +38,9 @@ def read_image(path: Union[str, os.PathLike], bands: Optional[Sequence[int]] = N
         A ``(height, width, bands)`` array in the file's dtype (uint8, uint16, float32, ...).
 
     Raises:
-        ImageReadError: the file is missing, unreadable or truncated, or has fewer bands than
-            ``bands`` asks for. The message names the file.
+        ImageReadError: the file is missing, unreadable or truncated, has fewer bands than
+            ``bands`` asks for, or is larger than ``MAX_IMAGE_BYTES`` decoded (a TIFF) or than
+            PIL's decompression-bomb limit. The message names the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -64,6 +69,14 @@ def _read_raster(path: Path, bands: Optional[Sequence[int]]) -> np.ndarray:
 
     with rasterio.open(path) as dataset:
         _check_bands(path, dataset.count, bands)
+        count = len(bands) if bands is not None else dataset.count
+        size = dataset.width * dataset.height * count * np.dtype(dataset.dtypes[0]).itemsize
+        if size > MAX_IMAGE_BYTES:
+            raise ImageReadError(
+                f"{path}: {dataset.width} x {dataset.height} pixels x {count} {dataset.dtypes[0]} band(s) would "
+                f"take {size / 2**30:.1f} GiB, more than an image read whole may ({MAX_IMAGE_BYTES / 2**30:.0f} GiB, "
+                "rsfm.data.io.MAX_IMAGE_BYTES); run whole scenes through rsfm predict-raster, or cut them into tiles"
+            )
         data = dataset.read(indexes=list(bands) if bands is not None else None)
     return np.ascontiguousarray(data.transpose(1, 2, 0))
 

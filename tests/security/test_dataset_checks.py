@@ -291,3 +291,25 @@ def test_tile_and_geo_pixel_ranges(tmp_path) -> None:
     assert geo.pixel_range is None
     geo.setup("fit")
     assert geo.pixel_range == {"dtype": "uint16", "min": 13.0, "max": 2047.0}  # nodata 0 excluded
+
+
+def test_a_tiff_that_declares_gigabytes_is_refused_before_reading(tmp_path):
+    """A decompression bomb for the readers of whole images (scene images, tiles, calibration
+    images): a sparse GeoTIFF of a few kilobytes that decodes to 1.1 GB is refused before any
+    allocation, naming the file and the size; one just under the limit reads."""
+    from rsfm.data import io
+
+    bomb = tmp_path / "scene.tif"
+    profile = dict(driver="GTiff", width=34_000, height=34_000, count=1, dtype="uint8", tiled=True)
+    with rasterio.Env(SPARSE_OK=True):
+        with rasterio.open(bomb, "w", compress="deflate", sparse_ok=True, **profile):
+            pass  # no tile written: the file holds only the header
+    assert bomb.stat().st_size < 5_000_000
+    with pytest.raises(
+        ImageReadError, match=r"scene\.tif: 34000 x 34000 pixels x 1 uint8 band\(s\) would take 1\.1 GiB"
+    ):
+        io.read_image(bomb)
+    small = tmp_path / "small.tif"
+    with rasterio.open(small, "w", driver="GTiff", width=64, height=32, count=2, dtype="uint16") as dataset:
+        dataset.write(np.ones((2, 32, 64), dtype=np.uint16))
+    assert io.read_image(small).shape == (32, 64, 2)
